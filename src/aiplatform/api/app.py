@@ -1,0 +1,92 @@
+"""`create_app(settings)`: the Litestar application and the lifespan of its services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from aiplatform import __version__
+from aiplatform.api.context import request_id_middleware
+from aiplatform.api.errors import EXCEPTION_HANDLERS
+from aiplatform.api.health import health, ready
+from aiplatform.api.projects import projects_router
+from aiplatform.api.services import Services
+from aiplatform.cache import Cache, connect, key_prefix
+from aiplatform.commands import CommandHandler
+from aiplatform.config import Settings
+from aiplatform.eventstore.store import EventStore, create_pool
+from aiplatform.projectors.read_models import install
+from aiplatform.projectors.registry import all_projectors
+from aiplatform.queries.projects import ProjectQueries
+from aiplatform.workers.broker import build_broker
+from aiplatform.workers.waker import ProjectorWaker
+
+log = logging.getLogger(__name__)
+
+
+async def start_services(settings: Settings) -> Services:
+    pool = await create_pool(
+        settings.require_database_url(),
+        max_size=settings.database_pool_size,
+        idle_in_transaction_timeout_ms=settings.idle_in_transaction_timeout_ms,
+        application_name="aiplatform-api",
+    )
+    async with pool.acquire() as connection:
+        for projector in all_projectors():
+            await install(connection, projector.read_model)
+    cache = Cache(connect(settings.require_redis_url()), key_prefix(settings.instance))
+    broker = build_broker(settings)
+    waker = ProjectorWaker(broker)
+    store = EventStore(pool)
+    services = Services(
+        settings=settings,
+        pool=pool,
+        cache=cache,
+        store=store,
+        commands=CommandHandler(store, listeners=[waker.on_append]),
+        projects=ProjectQueries(pool, cache),
+        broker=broker,
+        waker=waker,
+    )
+    waker.start()
+    warmed = await services.projects.warm_cache()
+    log.info("cache warmed with %d active projects", warmed)
+    return services
+
+
+async def stop_services(services: Services) -> None:
+    await services.waker.stop()
+    await services.cache.close()
+    services.broker.close()
+    await services.pool.close()
+
+
+def create_app(settings: Settings) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.services = await start_services(settings)
+        try:
+            yield
+        finally:
+            await stop_services(app.state.services)
+
+    api = Router(path="/api/v2", route_handlers=[projects_router()])
+    return Litestar(
+        route_handlers=[api, health, ready],
+        lifespan=[lifespan],
+        middleware=[request_id_middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_request_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="AI Platform",
+            version=__version__,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin(path="/scalar")],
+        ),
+        debug=False,
+    )

@@ -1,0 +1,38 @@
+"""The response envelope of API.md: `{success, data, error, meta}`."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+
+class PageMeta(msgspec.Struct, frozen=True, kw_only=True):
+    total: int
+    page: int
+    limit: int
+    has_more: bool
+
+
+class Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    success: bool
+    data: T | None = None
+    error: str | None = None
+    meta: dict[str, Any] | None = None
+
+
+def ok(data: T, meta: dict[str, Any] | None = None) -> Envelope[T]:
+    return Envelope(success=True, data=data, meta=meta)
+
+
+def page(items: list[T], *, total: int, page_number: int, limit: int) -> Envelope[list[T]]:
+    meta = PageMeta(
+        total=total, page=page_number, limit=limit, has_more=page_number * limit < total
+    )
+    return Envelope(success=True, data=items, meta=msgspec.structs.asdict(meta))
+
+
+def failure(message: str, code: str, **meta: Any) -> Envelope[None]:
+    return Envelope(success=False, error=message, meta={"code": code, **meta})

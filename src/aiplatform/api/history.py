@@ -1,0 +1,45 @@
+"""A stream's events as the API shows them: `GET …/{id}/history`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from aiplatform.api.envelope import Envelope, page
+from aiplatform.eventstore.codec import RecordedEvent
+from aiplatform.eventstore.store import EventStore
+
+
+class HistoryEvent(msgspec.Struct, frozen=True, kw_only=True):
+    position: int
+    version: int
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+
+def history_event(recorded: RecordedEvent) -> HistoryEvent:
+    data = msgspec.to_builtins(recorded.event)
+    data.pop("type", None)
+    return HistoryEvent(
+        position=recorded.global_position,
+        version=recorded.stream_version,
+        type=recorded.event_type,
+        data=data,
+        metadata=msgspec.to_builtins(recorded.metadata),
+        recorded_at=recorded.recorded_at,
+    )
+
+
+async def history_page(
+    store: EventStore, stream_id: str, page_number: int, limit: int
+) -> Envelope[list[HistoryEvent]]:
+    events, total = await store.read_stream_page(
+        stream_id, offset=(page_number - 1) * limit, limit=limit
+    )
+    return page(
+        [history_event(e) for e in events], total=total, page_number=page_number, limit=limit
+    )

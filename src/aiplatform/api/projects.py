@@ -1,0 +1,251 @@
+"""/api/v2/projects: the projects resource."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from aiplatform.api.context import command_context, if_match_version
+from aiplatform.api.envelope import Envelope, ok, page
+from aiplatform.api.history import HistoryEvent, history_page
+from aiplatform.api.services import Services, provide_services
+from aiplatform.commands import Aggregate, CommandResult
+from aiplatform.domain import projects as domain
+from aiplatform.domain.projects import Project
+from aiplatform.queries.projects import ProjectFilters, ProjectView
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"\S")]
+Description = Annotated[str, msgspec.Meta(max_length=10_000)]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
+Tags = Annotated[list[Tag], msgspec.Meta(max_length=50)]
+Config = dict[str, Any]
+Page = Annotated[int, QueryParameter(name="page", ge=1, description="page number, from 1")]
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="items per page, 1-100")]
+After = Annotated[
+    int | None,
+    QueryParameter(
+        ge=0, required=False, description="a write's event position: wait until it is readable"
+    ),
+]
+
+AGGREGATE = Aggregate(stream_id=domain.stream_id, evolve=domain.evolve, decide=domain.decide)
+
+
+class ProjectCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Name
+    description: Description = ""
+    config: Config = {}
+    tags: Tags = []
+
+
+class ProjectUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Fields left out keep their value. `status` archives or restores the project."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType = msgspec.UNSET
+    config: Config | msgspec.UnsetType = msgspec.UNSET
+    tags: Tags | msgspec.UnsetType = msgspec.UNSET
+    status: Literal["active", "archived"] | msgspec.UnsetType = msgspec.UNSET
+
+
+class ProjectDeletion(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    version: int
+    deleted: bool = True
+
+
+def _view(result: CommandResult[Project]) -> ProjectView:
+    project = result.state
+    assert project is not None
+    assert result.created_at is not None
+    assert result.updated_at is not None
+    return ProjectView(
+        id=uuid.UUID(project.project_id),
+        name=project.name,
+        description=project.description,
+        config=project.config,
+        tags=project.tags,
+        status=project.status,
+        owner_id=project.owner_id,
+        version=project.version,
+        created_at=result.created_at,
+        updated_at=result.updated_at,
+    )
+
+
+def _write_response(
+    result: CommandResult[Any], data: Any, status_code: int = 200
+) -> Response[Envelope[Any]]:
+    """Writes return the resource with its version (also as ETag) and the position a read can
+    pass as `after` to see this write."""
+    headers = {"ETag": f'"{result.stream_version}"'}
+    meta: dict[str, Any] = {"version": result.stream_version, "replayed": result.duplicate}
+    if result.position is not None:
+        headers["X-Event-Position"] = str(result.position)
+        meta["position"] = result.position
+    return Response(ok(data, meta), status_code=status_code, headers=headers)
+
+
+@get("/", operation_id="ListProjects", summary="List projects")
+async def list_projects(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    status: Annotated[Literal["active", "archived"] | None, QueryParameter()] = None,
+    tag: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    owner_id: Annotated[str | None, QueryParameter(max_length=255)] = None,
+    q: Annotated[
+        str | None, QueryParameter(max_length=255, description="name contains (any case)")
+    ] = None,
+    page_number: Page = 1,
+    limit: Limit = 20,
+    after: After = None,
+) -> Envelope[list[ProjectView]]:
+    fresh = await services.read_after(request, services.projects.read_model, after)
+    filters = ProjectFilters(
+        status=status, tag=tag, owner_id=owner_id, q=q, page=page_number, limit=limit
+    )
+    result = await services.projects.list(filters)
+    envelope = page(result.items, total=result.total, page_number=page_number, limit=limit)
+    if not fresh and envelope.meta is not None:
+        envelope.meta["stale"] = True
+    return envelope
+
+
+@post("/", operation_id="CreateProject", summary="Create a project", status_code=201)
+async def create_project(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    data: JSONBody[ProjectCreate],
+) -> Response[Envelope[ProjectView]]:
+    context = await command_context(request)
+    project_id = str(uuid.uuid4())
+    command = domain.CreateProject(
+        project_id=project_id,
+        name=data.name,
+        description=data.description,
+        config=data.config,
+        tags=data.tags,
+        owner_id=context.metadata.actor,
+    )
+    result = await services.commands.handle(
+        AGGREGATE, project_id, command, context, retry_on_conflict=False
+    )
+    return _write_response(result, _view(result), status_code=201)
+
+
+@get("/{project_id:uuid}", operation_id="GetProject", summary="Get a project")
+async def get_project(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    project_id: FromPath[uuid.UUID],
+    after: After = None,
+) -> Response[Envelope[ProjectView]]:
+    fresh = await services.read_after(request, services.projects.read_model, after)
+    project = await services.projects.get(project_id)
+    if project is None:
+        raise domain.ProjectNotFoundError(str(project_id))
+    meta = None if fresh else {"stale": True}
+    return Response(ok(project, meta), headers={"ETag": f'"{project.version}"'})
+
+
+@put("/{project_id:uuid}", operation_id="UpdateProject", summary="Update a project")
+async def update_project(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    project_id: FromPath[uuid.UUID],
+    data: JSONBody[ProjectUpdate],
+) -> Response[Envelope[ProjectView]]:
+    context = await command_context(request)
+    expected = if_match_version(request)
+    command = domain.UpdateProject(
+        project_id=str(project_id),
+        expected_version=expected,
+        name=data.name,
+        description=data.description,
+        config=data.config,
+        tags=data.tags,
+        status=data.status,
+    )
+    result = await services.commands.handle(
+        AGGREGATE, str(project_id), command, context, retry_on_conflict=expected is None
+    )
+    return _write_response(result, _view(result))
+
+
+@post(
+    "/{project_id:uuid}/archive",
+    operation_id="ArchiveProject",
+    summary="Archive a project",
+    status_code=200,
+)
+async def archive_project(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    project_id: FromPath[uuid.UUID],
+) -> Response[Envelope[ProjectView]]:
+    context = await command_context(request)
+    expected = if_match_version(request)
+    command = domain.ArchiveProject(project_id=str(project_id), expected_version=expected)
+    result = await services.commands.handle(
+        AGGREGATE, str(project_id), command, context, retry_on_conflict=expected is None
+    )
+    return _write_response(result, _view(result))
+
+
+@delete(
+    "/{project_id:uuid}", operation_id="DeleteProject", summary="Delete a project", status_code=200
+)
+async def delete_project(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    project_id: FromPath[uuid.UUID],
+) -> Response[Envelope[ProjectDeletion]]:
+    context = await command_context(request)
+    expected = if_match_version(request)
+    command = domain.DeleteProject(project_id=str(project_id), expected_version=expected)
+    result = await services.commands.handle(
+        AGGREGATE, str(project_id), command, context, retry_on_conflict=expected is None
+    )
+    return _write_response(result, ProjectDeletion(id=project_id, version=result.stream_version))
+
+
+@get(
+    "/{project_id:uuid}/history",
+    operation_id="GetProjectHistory",
+    summary="A project's events, oldest first",
+)
+async def project_history(
+    services: NamedDependency[Services],
+    project_id: FromPath[uuid.UUID],
+    page_number: Page = 1,
+    limit: Limit = 50,
+) -> Envelope[list[HistoryEvent]]:
+    envelope = await history_page(
+        services.store, domain.stream_id(str(project_id)), page_number, limit
+    )
+    if envelope.meta is not None and envelope.meta["total"] == 0:
+        raise domain.ProjectNotFoundError(str(project_id))
+    return envelope
+
+
+def projects_router() -> Router:
+    return Router(
+        path="/projects",
+        route_handlers=[
+            list_projects,
+            create_project,
+            get_project,
+            update_project,
+            archive_project,
+            delete_project,
+            project_history,
+        ],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        tags=["projects"],
+    )

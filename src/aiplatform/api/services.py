@@ -1,0 +1,57 @@
+"""The objects a request handler works with, built once per API process by the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from dramatiq.brokers.redis import RedisBroker
+from litestar import Request
+from litestar.datastructures import State
+
+from aiplatform.api.errors import RequestError
+from aiplatform.cache import Cache
+from aiplatform.commands import CommandHandler
+from aiplatform.config import Settings
+from aiplatform.eventstore.store import EventStore
+from aiplatform.projectors.progress import wait_until_projected
+from aiplatform.projectors.read_models import ReadModel
+from aiplatform.queries.projects import ProjectQueries
+from aiplatform.workers.waker import ProjectorWaker
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    cache: Cache
+    store: EventStore
+    commands: CommandHandler
+    projects: ProjectQueries
+    broker: RedisBroker
+    waker: ProjectorWaker
+
+    async def read_after(
+        self, request: Request[Any, Any, State], read_model: ReadModel, after: int | None
+    ) -> bool:
+        """Read-your-writes: with `?after=<position>` (or `X-After-Position`) from a write's
+        response, waits until the read model has that write. Returns False when it timed out;
+        the read then serves what is there and says so."""
+        if after is None:
+            header = request.headers.get("x-after-position")
+            if header is None:
+                return True
+            if not header.isdigit():
+                raise RequestError(
+                    "X-After-Position must be an event position", field="X-After-Position"
+                )
+            after = int(header)
+        return await wait_until_projected(
+            self.pool, read_model, after, self.settings.read_your_writes_timeout_s
+        )
+
+
+def provide_services(state: State) -> Services:
+    services: Services = state.services
+    return services

@@ -1,0 +1,117 @@
+"""The Redis side of reads: cached projections and change messages.
+
+Redis is an accelerator, never a dependency of correctness: every call here degrades to "miss"
+or "not sent" when Redis is unreachable, and after a failure Redis is left alone for a few
+seconds, so that a dead Redis costs one timeout, not one per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from aiplatform.config import REDIS_KEY_PREFIX
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# DESIGN.md's TTLs, in seconds.
+TTL_SESSION = 24 * 3600
+TTL_PROJECT_LIST = 5 * 60
+TTL_PROJECT = 5 * 60
+TTL_JOB_STATUS = 30
+TTL_GPU_METRICS = 5
+TTL_ASSET_INFO = 3600
+
+_BACKOFF_AFTER_FAILURE_S = 5.0
+
+
+def key_prefix(instance: str = "") -> str:
+    """`aiplatform:v2:`, plus the instance name when several platforms share one Redis."""
+    return f"{REDIS_KEY_PREFIX}{instance}:" if instance else REDIS_KEY_PREFIX
+
+
+def connect(redis_url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
+    )
+
+
+class Cache:
+    def __init__(self, client: aioredis.Redis | None, prefix: str = REDIS_KEY_PREFIX):
+        self.client = client
+        self.prefix = prefix
+        self._unavailable_until = 0.0
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def channel(self, name: str) -> str:
+        """The pub/sub channel of a stream channel name such as `project:<id>`."""
+        return self.key("channel", name)
+
+    @property
+    def available(self) -> bool:
+        return self.client is not None and time.monotonic() >= self._unavailable_until
+
+    async def _call(self, operation: Callable[[aioredis.Redis], Awaitable[T]], default: T) -> T:
+        if self.client is None or not self.available:
+            return default
+        try:
+            return await operation(self.client)
+        except (RedisError, OSError) as error:
+            self._unavailable_until = time.monotonic() + _BACKOFF_AFTER_FAILURE_S
+            log.warning("redis unavailable, reading from PostgreSQL: %s", error)
+            return default
+
+    async def get(self, cache_key: str) -> bytes | None:
+        return await self._call(lambda r: r.get(cache_key), None)
+
+    async def get_many(self, cache_keys: list[str]) -> list[bytes | None]:
+        return await self._call(lambda r: r.mget(cache_keys), [None] * len(cache_keys))
+
+    async def set(self, cache_key: str, value: bytes, ttl_s: int) -> None:
+        await self._call(lambda r: r.set(cache_key, value, ex=ttl_s), None)
+
+    async def set_many(self, values: dict[str, bytes], ttl_s: int) -> None:
+        async def write(r: aioredis.Redis) -> None:
+            async with r.pipeline(transaction=False) as pipe:
+                for cache_key, value in values.items():
+                    pipe.set(cache_key, value, ex=ttl_s)
+                await pipe.execute()
+
+        if values:
+            await self._call(write, None)
+
+    async def delete(self, *cache_keys: str) -> None:
+        if cache_keys:
+            await self._call(lambda r: r.delete(*cache_keys), None)
+
+    async def generation(self, cache_key: str) -> int | None:
+        """A counter that invalidates a family of keys (list pages) when bumped."""
+        raw = await self.get(cache_key)
+        return int(raw) if raw is not None else 0 if self.available else None
+
+    async def bump(self, cache_key: str) -> None:
+        await self._call(lambda r: r.incr(cache_key), None)
+
+    async def publish(self, channel_name: str, message: bytes) -> None:
+        await self._call(lambda r: r.publish(self.channel(channel_name), message), None)
+
+    async def ping(self) -> bool:
+        """Asks Redis even while reads avoid it: readiness must see a recovery at once."""
+        if self.client is None:
+            return False
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()

@@ -1,0 +1,1 @@
+"""Aggregates as pure functions: `decide(state, command) -> events` and `evolve(state, event)`."""

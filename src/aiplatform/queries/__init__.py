@@ -1,0 +1,1 @@
+"""The read side: queries over read models, through the Redis cache."""

@@ -1,0 +1,1 @@
+"""Dramatiq on Redis: the broker, the actors and the processes that run them."""

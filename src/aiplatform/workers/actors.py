@@ -1,0 +1,24 @@
+"""The actors. Import only after `configure_broker` (the `entrypoint` module does both)."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from aiplatform.projectors.runner import catch_up
+from aiplatform.workers.broker import PROJECT_READ_MODELS
+from aiplatform.workers.resources import worker_resources
+
+
+@dramatiq.actor(
+    actor_name=PROJECT_READ_MODELS, queue_name="projector", max_retries=0, time_limit=300_000
+)
+async def project_read_models() -> None:
+    """Catches every read model up. Safe to run twice at once: the checkpoint lock lets one in."""
+    resources = await worker_resources()
+    for projector in resources.projectors:
+        await catch_up(
+            resources.pool,
+            projector,
+            resources.cache,
+            batch_size=resources.settings.projector_batch_size,
+        )

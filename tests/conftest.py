@@ -1,0 +1,99 @@
+"""Fixtures: every test run gets its own PostgreSQL database and its own Redis namespace on the
+real servers, migrated once; a real Dramatiq worker runs the projector in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+import redis
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from aiplatform.config import Settings, load_settings
+from aiplatform.eventstore.migrations import upgrade_to_head
+
+ADMIN_DATABASE_URL = os.environ.get(
+    "AIPLATFORM_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("AIPLATFORM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _database_url(name: str) -> str:
+    base, _, _ = ADMIN_DATABASE_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(ADMIN_DATABASE_URL)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def database_name() -> Iterator[str]:
+    name = f"aiplatform_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    upgrade_to_head(_database_url(name))
+    yield name
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def settings(database_name: str) -> Iterator[Settings]:
+    """The run's settings, also exported to the environment, where worker processes and the
+    in-process Dramatiq worker read them."""
+    env = {
+        "AIPLATFORM_DATABASE_URL": _database_url(database_name),
+        "AIPLATFORM_REDIS_URL": REDIS_URL,
+        "AIPLATFORM_INSTANCE": database_name,
+    }
+    os.environ.update(env)
+    yield load_settings()
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"*{database_name}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    from aiplatform.eventstore.store import create_pool
+
+    pool = await create_pool(settings.require_database_url(), max_size=30)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+def projector_worker(settings: Settings) -> Iterator[None]:
+    """A real Dramatiq worker on the real Redis broker, consuming the `projector` queue."""
+    import dramatiq
+
+    from aiplatform.workers.broker import configure_broker
+
+    broker = configure_broker(settings)
+    from aiplatform.workers import actors  # noqa: F401  (declares the actors on this broker)
+
+    worker = dramatiq.Worker(broker, queues={"projector"}, worker_threads=2, worker_timeout=20)
+    worker.start()
+    yield
+    worker.stop(timeout=10_000)
+    broker.close()
+
+
+@pytest.fixture(scope="session")
+async def client(
+    settings: Settings, projector_worker: None
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    from aiplatform.api.app import create_app
+
+    async with AsyncTestClient(app=create_app(settings)) as test_client:
+        yield test_client
