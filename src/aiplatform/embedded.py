@@ -339,6 +339,9 @@ def _start_redis(data_dir: Path) -> _Redis:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent_hook(),
+            # Its own session: a terminal's Ctrl-C must not stop Redis before the workers that
+            # use it have stopped; `stop()` ends it last.
+            start_new_session=True,
         )
     try:
         _wait_for_ping(process, port, log)

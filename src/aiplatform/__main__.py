@@ -1,0 +1,3 @@
+from aiplatform.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,246 @@
+"""The `aiplatform` command (API.md): up, api, worker, scheduler, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiplatform import processes
+from aiplatform.config import Settings, SettingsError, load_settings
+from aiplatform.workers.broker import QUEUES
+
+log = logging.getLogger("aiplatform")
+
+# Latency-sensitive queues get their own worker process whose idle consumer polls Redis every
+# few milliseconds instead of backing off to a second (Dramatiq's default worker timeout).
+FAST_QUEUES = ("projector", "inference")
+FAST_WORKER_TIMEOUT_MS = 10
+STOP_TIMEOUT_S = 8.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiplatform", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up", help="run the whole platform (embedded database and Redis by default)"
+    )
+    up.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=None, help="port to listen on (default 8000)")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where data lives (default ~/.local/share/aiplatform)",
+    )
+
+    api = commands.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host", default=None)
+    api.add_argument("--port", type=int, default=None)
+
+    worker = commands.add_parser("worker", help="run Dramatiq workers")
+    worker.add_argument(
+        "--queues", default=",".join(QUEUES), help=f"comma-separated, of: {', '.join(QUEUES)}"
+    )
+    worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument("--threads", type=int, default=4)
+    worker.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=STOP_TIMEOUT_S - 2,
+        help="seconds a stopping worker waits for the messages it is running",
+    )
+
+    commands.add_parser("scheduler", help="send periodic work (run exactly one)")
+    commands.add_parser("migrate", help="apply the event store migrations and install read models")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings()
+        match arguments.command:
+            case "up":
+                return run_up(settings, arguments.host, arguments.port, arguments.data_dir)
+            case "api":
+                return run_api(settings, arguments.host, arguments.port)
+            case "worker":
+                return run_worker(
+                    arguments.queues,
+                    arguments.processes,
+                    arguments.threads,
+                    arguments.shutdown_timeout,
+                )
+            case "scheduler":
+                return run_scheduler_process(settings)
+            case "migrate":
+                return run_migrate(settings)
+    except SettingsError as error:
+        print(f"aiplatform: {error}", file=sys.stderr)
+        return 2
+    raise AssertionError(f"unhandled command {arguments.command}")
+
+
+def run_migrate(settings: Settings) -> int:
+    from aiplatform.eventstore.migrations import upgrade_to_head
+    from aiplatform.eventstore.store import create_pool
+    from aiplatform.projectors.read_models import install
+    from aiplatform.projectors.registry import all_projectors
+
+    database_url = settings.require_database_url()
+    upgrade_to_head(database_url)
+
+    async def install_read_models() -> list[str]:
+        pool = await create_pool(database_url, max_size=1)
+        try:
+            async with pool.acquire() as connection:
+                return [
+                    p.read_model.schema
+                    for p in all_projectors()
+                    if await install(connection, p.read_model)
+                ]
+        finally:
+            await pool.close()
+
+    installed = asyncio.run(install_read_models())
+    print(f"event store migrated; read models installed: {', '.join(installed) or 'none new'}")
+    return 0
+
+
+def run_api(settings: Settings, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from aiplatform.api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def run_worker(queues: str, process_count: int, threads: int, shutdown_timeout_s: float) -> int:
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(wanted) - set(QUEUES))
+    if unknown or not wanted:
+        raise SettingsError(
+            f"unknown queue(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(QUEUES)}"
+        )
+    env = dict(os.environ)
+    if any(queue in FAST_QUEUES for queue in wanted):
+        env["dramatiq_worker_timeout"] = str(FAST_WORKER_TIMEOUT_MS)
+    command = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "aiplatform.workers.entrypoint",
+        "--queues",
+        *wanted,
+        "--processes",
+        str(process_count),
+        "--threads",
+        str(threads),
+        "--worker-shutdown-timeout",
+        str(int(shutdown_timeout_s * 1000)),
+    ]
+    os.execve(sys.executable, command, env)
+
+
+def run_scheduler_process(settings: Settings) -> int:
+    from aiplatform.scheduler import run_scheduler
+    from aiplatform.workers.broker import build_broker
+
+    broker = build_broker(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("scheduler started")
+    run_scheduler(broker, stop)
+    broker.close()
+    log.info("scheduler stopped")
+    return 0
+
+
+def run_up(settings: Settings, host: str | None, port: int | None, data_dir: Path | None) -> int:
+    from aiplatform.embedded import start_embedded_services
+
+    if data_dir is not None:
+        settings = Settings(**{**settings.__dict__, "data_dir": data_dir.expanduser()})
+    host = host or settings.host
+    port = port or settings.port
+    embedded = None
+    if not (settings.database_url and settings.redis_url):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        print(f"starting the embedded PostgreSQL and Redis in {settings.data_dir} ...", flush=True)
+        embedded = start_embedded_services(settings.data_dir)
+        settings = settings.with_services(
+            settings.database_url or embedded.database_url, settings.redis_url or embedded.redis_url
+        )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    children: list[processes.Child] = []
+    try:
+        run_migrate(settings)
+        env = {
+            **os.environ,
+            "AIPLATFORM_DATABASE_URL": settings.require_database_url(),
+            "AIPLATFORM_REDIS_URL": settings.require_redis_url(),
+            "AIPLATFORM_DATA_DIR": str(settings.data_dir),
+        }
+        slow_queues = ",".join(q for q in QUEUES if q not in FAST_QUEUES)
+        for name, command in (
+            ("api", ["api", "--host", host, "--port", str(port)]),
+            ("fast worker", ["worker", "--queues", ",".join(FAST_QUEUES), "--threads", "2"]),
+            ("worker", ["worker", "--queues", slow_queues, "--threads", "2"]),
+            ("scheduler", ["scheduler"]),
+        ):
+            children.append(processes.start(name, command, env))
+        print(
+            f"AI Platform is starting at http://{host}:{port}/ "
+            "(API docs: /schema); Ctrl-C stops it",
+            flush=True,
+        )
+        return _supervise(children, stop)
+    finally:
+        killed = processes.stop_all(children, STOP_TIMEOUT_S)
+        if killed:
+            print(f"had to kill: {', '.join(killed)}", file=sys.stderr)
+        if embedded is not None:
+            embedded.stop()
+        print("AI Platform stopped", flush=True)
+
+
+def _supervise(children: Sequence[processes.Child], stop: threading.Event) -> int:
+    """Waits for a stop signal; a child that dies on its own takes the platform down with a
+    message, rather than leaving it half-running."""
+    while not stop.wait(0.5):
+        for child in children:
+            code = child.process.poll()
+            if code is not None:
+                print(
+                    f"aiplatform: the {child.name} process exited ({code}); stopping",
+                    file=sys.stderr,
+                )
+                return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
