@@ -64,6 +64,11 @@ def settings(database_name: str) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
+def database_url(settings: Settings) -> str:
+    return settings.require_database_url()
+
+
+@pytest.fixture(scope="session")
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     from aiplatform.eventstore.store import create_pool
 

@@ -27,10 +27,8 @@ def ok(data: T, meta: dict[str, Any] | None = None) -> Envelope[T]:
     return Envelope(success=True, data=data, meta=meta)
 
 
-def page(items: list[T], *, total: int, page_number: int, limit: int) -> Envelope[list[T]]:
-    meta = PageMeta(
-        total=total, page=page_number, limit=limit, has_more=page_number * limit < total
-    )
+def paginated(items: list[T], *, total: int, page: int, limit: int) -> Envelope[list[T]]:
+    meta = PageMeta(total=total, page=page, limit=limit, has_more=page * limit < total)
     return Envelope(success=True, data=items, meta=msgspec.structs.asdict(meta))
 
 

@@ -93,7 +93,10 @@ def validation_exception_handler(
         any("malformed" in str(f["message"]).lower() for f in fields)
         or "malformed" in detail.lower()
     )
-    status = HTTP_400_BAD_REQUEST if malformed or not fields else HTTP_422_UNPROCESSABLE_ENTITY
+    # A request that cannot be read, or a bad query/path parameter, is a 400; a well-formed
+    # body whose fields break the rules is a 422.
+    in_body = any(f["source"] == "body" for f in fields)
+    status = HTTP_422_UNPROCESSABLE_ENTITY if in_body and not malformed else HTTP_400_BAD_REQUEST
     if fields and all(f["field"] for f in fields):
         detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
     elif fields:

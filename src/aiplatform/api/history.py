@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from aiplatform.api.envelope import Envelope, page
+from aiplatform.api.envelope import Envelope, paginated
 from aiplatform.eventstore.codec import RecordedEvent
 from aiplatform.eventstore.store import EventStore
 
@@ -35,11 +35,7 @@ def history_event(recorded: RecordedEvent) -> HistoryEvent:
 
 
 async def history_page(
-    store: EventStore, stream_id: str, page_number: int, limit: int
+    store: EventStore, stream_id: str, page: int, limit: int
 ) -> Envelope[list[HistoryEvent]]:
-    events, total = await store.read_stream_page(
-        stream_id, offset=(page_number - 1) * limit, limit=limit
-    )
-    return page(
-        [history_event(e) for e in events], total=total, page_number=page_number, limit=limit
-    )
+    events, total = await store.read_stream_page(stream_id, offset=(page - 1) * limit, limit=limit)
+    return paginated([history_event(e) for e in events], total=total, page=page, limit=limit)

@@ -12,7 +12,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from aiplatform.api.context import command_context, if_match_version
-from aiplatform.api.envelope import Envelope, ok, page
+from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.services import Services, provide_services
 from aiplatform.commands import Aggregate, CommandResult
@@ -25,7 +25,7 @@ Description = Annotated[str, msgspec.Meta(max_length=10_000)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
 Tags = Annotated[list[Tag], msgspec.Meta(max_length=50)]
 Config = dict[str, Any]
-Page = Annotated[int, QueryParameter(name="page", ge=1, description="page number, from 1")]
+Page = Annotated[int, QueryParameter(ge=1, description="page number, from 1")]
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="items per page, 1-100")]
 After = Annotated[
     int | None,
@@ -102,16 +102,14 @@ async def list_projects(
     q: Annotated[
         str | None, QueryParameter(max_length=255, description="name contains (any case)")
     ] = None,
-    page_number: Page = 1,
+    page: Page = 1,
     limit: Limit = 20,
     after: After = None,
 ) -> Envelope[list[ProjectView]]:
     fresh = await services.read_after(request, services.projects.read_model, after)
-    filters = ProjectFilters(
-        status=status, tag=tag, owner_id=owner_id, q=q, page=page_number, limit=limit
-    )
+    filters = ProjectFilters(status=status, tag=tag, owner_id=owner_id, q=q, page=page, limit=limit)
     result = await services.projects.list(filters)
-    envelope = page(result.items, total=result.total, page_number=page_number, limit=limit)
+    envelope = paginated(result.items, total=result.total, page=page, limit=limit)
     if not fresh and envelope.meta is not None:
         envelope.meta["stale"] = True
     return envelope
@@ -223,12 +221,10 @@ async def delete_project(
 async def project_history(
     services: NamedDependency[Services],
     project_id: FromPath[uuid.UUID],
-    page_number: Page = 1,
+    page: Page = 1,
     limit: Limit = 50,
 ) -> Envelope[list[HistoryEvent]]:
-    envelope = await history_page(
-        services.store, domain.stream_id(str(project_id)), page_number, limit
-    )
+    envelope = await history_page(services.store, domain.stream_id(str(project_id)), page, limit)
     if envelope.meta is not None and envelope.meta["total"] == 0:
         raise domain.ProjectNotFoundError(str(project_id))
     return envelope
