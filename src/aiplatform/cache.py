@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import redis.asyncio as aioredis
@@ -29,6 +30,24 @@ TTL_GPU_METRICS = 5
 TTL_ASSET_INFO = 3600
 
 _BACKOFF_AFTER_FAILURE_S = 5.0
+
+# Values are stored as `<version>|<payload>`; an empty payload is a tombstone.
+_SET_IF_NOT_OLDER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local version = tonumber(string.match(current, '^(%d+)|'))
+  if version and version > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class VersionedEntry:
+    key: str
+    version: int
+    payload: bytes = b""
 
 
 def key_prefix(instance: str = "") -> str:
@@ -72,25 +91,30 @@ class Cache:
     async def get(self, cache_key: str) -> bytes | None:
         return await self._call(lambda r: r.get(cache_key), None)
 
-    async def get_many(self, cache_keys: list[str]) -> list[bytes | None]:
-        return await self._call(lambda r: r.mget(cache_keys), [None] * len(cache_keys))
-
     async def set(self, cache_key: str, value: bytes, ttl_s: int) -> None:
         await self._call(lambda r: r.set(cache_key, value, ex=ttl_s), None)
 
-    async def set_many(self, values: dict[str, bytes], ttl_s: int) -> None:
+    async def get_versioned(self, cache_key: str) -> bytes | None:
+        """The payload of a `set_versioned` entry; None on a miss or a tombstone."""
+        raw = await self.get(cache_key)
+        if raw is None:
+            return None
+        _, _, payload = raw.partition(b"|")
+        return payload or None
+
+    async def set_versioned(self, entries: list[VersionedEntry], ttl_s: int) -> None:
+        """Stores each entry unless Redis holds a newer version of it. A reader that read the
+        table before a change and writes after the projector has marked the change (with a
+        tombstone of the new version) can then never put the old value back."""
+
         async def write(r: aioredis.Redis) -> None:
             async with r.pipeline(transaction=False) as pipe:
-                for cache_key, value in values.items():
-                    pipe.set(cache_key, value, ex=ttl_s)
+                for entry in entries:
+                    pipe.eval(_SET_IF_NOT_OLDER, 1, entry.key, entry.version, entry.payload, ttl_s)
                 await pipe.execute()
 
-        if values:
+        if entries:
             await self._call(write, None)
-
-    async def delete(self, *cache_keys: str) -> None:
-        if cache_keys:
-            await self._call(lambda r: r.delete(*cache_keys), None)
 
     async def generation(self, cache_key: str) -> int | None:
         """A counter that invalidates a family of keys (list pages) when bumped."""

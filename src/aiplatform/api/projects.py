@@ -106,11 +106,11 @@ async def list_projects(
     limit: Limit = 20,
     after: After = None,
 ) -> Envelope[list[ProjectView]]:
-    fresh = await services.read_after(request, services.projects.read_model, after)
+    waited = await services.read_after(request, services.projects.read_model, after)
     filters = ProjectFilters(status=status, tag=tag, owner_id=owner_id, q=q, page=page, limit=limit)
-    result = await services.projects.list(filters)
+    result = await services.projects.list(filters, fresh=waited is not None)
     envelope = paginated(result.items, total=result.total, page=page, limit=limit)
-    if not fresh and envelope.meta is not None:
+    if waited is False and envelope.meta is not None:
         envelope.meta["stale"] = True
     return envelope
 
@@ -144,11 +144,11 @@ async def get_project(
     project_id: FromPath[uuid.UUID],
     after: After = None,
 ) -> Response[Envelope[ProjectView]]:
-    fresh = await services.read_after(request, services.projects.read_model, after)
-    project = await services.projects.get(project_id)
+    waited = await services.read_after(request, services.projects.read_model, after)
+    project = await services.projects.get(project_id, fresh=waited is not None)
     if project is None:
         raise domain.ProjectNotFoundError(str(project_id))
-    meta = None if fresh else {"stale": True}
+    meta = {"stale": True} if waited is False else None
     return Response(ok(project, meta), headers={"ETag": f'"{project.version}"'})
 
 

@@ -34,14 +34,15 @@ class Services:
 
     async def read_after(
         self, request: Request[Any, Any, State], read_model: ReadModel, after: int | None
-    ) -> bool:
+    ) -> bool | None:
         """Read-your-writes: with `?after=<position>` (or `X-After-Position`) from a write's
-        response, waits until the read model has that write. Returns False when it timed out;
-        the read then serves what is there and says so."""
+        response, waits until the read model has that write. Returns None when the read asked
+        for no position, False when the wait timed out (the read then serves what is there and
+        says so), True when the write is in the read model."""
         if after is None:
             header = request.headers.get("x-after-position")
             if header is None:
-                return True
+                return None
             if not header.isdigit():
                 raise RequestError(
                     "X-After-Position must be an event position", field="X-After-Position"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from aiplatform.cache import Cache
+from aiplatform.cache import TTL_PROJECT, Cache, VersionedEntry
 from aiplatform.domain.projects import (
     ProjectArchived,
     ProjectCreated,
@@ -105,8 +105,14 @@ class ProjectsProjector:
                 )
 
     async def after_commit(self, cache: Cache, events: Sequence[RecordedEvent]) -> None:
-        project_ids = {event.event.project_id for event in events}  # type: ignore[attr-defined]
-        await cache.delete(*(project_key(cache, self.read_model, pid) for pid in project_ids))
+        latest = {event.event.project_id: event.stream_version for event in events}  # type: ignore[attr-defined]
+        await cache.set_versioned(
+            [
+                VersionedEntry(project_key(cache, self.read_model, project_id), version)
+                for project_id, version in latest.items()
+            ],
+            TTL_PROJECT,
+        )
         await cache.bump(list_generation_key(cache, self.read_model))
         for recorded in events:
             project_id = recorded.event.project_id  # type: ignore[attr-defined]

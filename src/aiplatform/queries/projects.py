@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from aiplatform.cache import TTL_PROJECT, TTL_PROJECT_LIST, Cache
+from aiplatform.cache import TTL_PROJECT, TTL_PROJECT_LIST, Cache, VersionedEntry
 from aiplatform.projectors.projects import list_generation_key, project_key
 from aiplatform.projectors.read_models import ReadModel, load_read_model
 
@@ -81,21 +81,30 @@ class ProjectQueries:
         self.read_model = read_model or load_read_model("projects")
         self.table = self.read_model.table("projects")
 
-    async def get(self, project_id: uuid.UUID) -> ProjectView | None:
+    async def get(self, project_id: uuid.UUID, *, fresh: bool = False) -> ProjectView | None:
+        """`fresh` skips the cache: a read-your-writes read has just waited for the table, and
+        the cache is refreshed only after the projector commits."""
         cache_key = project_key(self.cache, self.read_model, str(project_id))
-        cached = await self.cache.get(cache_key)
-        if cached is not None:
-            return _view_decoder.decode(cached)
+        if not fresh:
+            cached = await self.cache.get_versioned(cache_key)
+            if cached is not None:
+                return _view_decoder.decode(cached)
         row = await self.pool.fetchrow(
             f"SELECT {_COLUMNS} FROM {self.table} WHERE id = $1", project_id
         )
         if row is None:
             return None
         view = _view(row)
-        await self.cache.set(cache_key, _encoder.encode(view), TTL_PROJECT)
+        await self.cache.set_versioned([self._entry(view)], TTL_PROJECT)
         return view
 
-    async def list(self, filters: ProjectFilters) -> ProjectPage:
+    def _entry(self, view: ProjectView) -> VersionedEntry:
+        cache_key = project_key(self.cache, self.read_model, str(view.id))
+        return VersionedEntry(cache_key, view.version, _encoder.encode(view))
+
+    async def list(self, filters: ProjectFilters, *, fresh: bool = False) -> ProjectPage:
+        if fresh:
+            return await self._list_from_table(filters)
         generation = await self.cache.generation(list_generation_key(self.cache, self.read_model))
         cache_key = None
         if generation is not None:
@@ -144,9 +153,5 @@ class ProjectQueries:
             "ORDER BY created_at DESC LIMIT $1",
             WARM_UP_LIMIT,
         )
-        values = {
-            project_key(self.cache, self.read_model, str(row["id"])): _encoder.encode(_view(row))
-            for row in rows
-        }
-        await self.cache.set_many(values, TTL_PROJECT)
-        return len(values)
+        await self.cache.set_versioned([self._entry(_view(row)) for row in rows], TTL_PROJECT)
+        return len(rows)
