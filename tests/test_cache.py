@@ -54,7 +54,8 @@ async def test_a_read_fills_the_cache_with_the_project_ttl(
         assert stored is not None and stored.startswith(b"1|")
         list_keys = [k async for k in redis.scan_iter(match=f"*{settings.instance}*:list:*")]
         assert list_keys
-        assert all(0 < await redis.ttl(k) <= 300 for k in list_keys)
+        for list_key in list_keys:
+            assert 0 < await redis.ttl(list_key) <= 300
     finally:
         await redis.aclose()
 
