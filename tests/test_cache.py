@@ -51,7 +51,8 @@ async def test_a_read_fills_the_cache_with_the_project_ttl(
         key = raw_key(settings, project_id)
         assert 0 < await redis.ttl(key) <= 300
         stored = await redis.get(key)
-        assert stored is not None and stored.startswith(b"1|")
+        assert stored is not None
+        assert stored.startswith(b"1|")
         list_keys = [k async for k in redis.scan_iter(match=f"*{settings.instance}*:list:*")]
         assert list_keys
         for list_key in list_keys:
@@ -119,7 +120,8 @@ async def test_reads_fall_back_to_postgresql_when_redis_is_down(
     await client.get("/api/v2/projects", params={"after": created["meta"]["position"]})
     queries = ProjectQueries(pool, Cache(connect(DEAD_REDIS)))
     project = await queries.get(uuid.UUID(created["data"]["id"]))
-    assert project is not None and project.tags == ["fallback"]
+    assert project is not None
+    assert project.tags == ["fallback"]
     page = await queries.list(ProjectFilters(tag="fallback"))
     assert page.total >= 1
 
