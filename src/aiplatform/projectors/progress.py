@@ -9,11 +9,14 @@ import asyncpg
 
 from aiplatform.projectors.read_models import ReadModel
 
+# No row: there is no such event, nothing to wait for. NULL: the read model is not installed
+# yet, so it has not got there.
 _COVERED_SQL = """
-SELECT (e.transaction_id, e.global_position)
-       <= (c.last_transaction_id, c.last_global_position) AS covered
-  FROM events e, projection_checkpoints c
- WHERE e.global_position = $1 AND c.projection = $2
+SELECT (SELECT (e.transaction_id, e.global_position)
+               <= (c.last_transaction_id, c.last_global_position)
+          FROM projection_checkpoints c WHERE c.projection = $2) AS covered
+  FROM events e
+ WHERE e.global_position = $1
 """
 
 
@@ -25,8 +28,8 @@ async def wait_until_projected(
     deadline = time.monotonic() + timeout_s
     delay = 0.002
     while True:
-        covered = await pool.fetchval(_COVERED_SQL, position, read_model.checkpoint)
-        if covered is None or covered:
+        row = await pool.fetchrow(_COVERED_SQL, position, read_model.checkpoint)
+        if row is None or row["covered"]:
             return True
         if time.monotonic() >= deadline:
             return False
