@@ -20,6 +20,9 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+
+from aiplatform.eventstore.codec import encode
+from aiplatform.eventstore.store import EventStore, create_pool
 from benchlib import (
     ADMIN_DATABASE_URL,
     METADATA,
@@ -34,13 +37,8 @@ from benchlib import (
     warm_pool,
 )
 
-from aiplatform.eventstore.codec import encode
-from aiplatform.eventstore.store import EventStore, create_pool
-
 BASELINE_TABLE = "bench_baseline_events"
-BASELINE_COLUMNS = (
-    "stream_id, stream_version, event_id, event_type, schema_version, data, metadata"
-)
+BASELINE_COLUMNS = "stream_id, stream_version, event_id, event_type, schema_version, data, metadata"
 COLUMN_COUNT = 7
 BATCH_SIZES = (1, 10)
 WARM_UP_S = 0.5
@@ -175,9 +173,7 @@ def parse_arguments() -> argparse.Namespace:
 def main() -> None:
     arguments = parse_arguments()
     with scratch_database(arguments.admin_url) as (_name, url):
-        results = asyncio.run(
-            measure(url, arguments.writers, arguments.seconds, arguments.rounds)
-        )
+        results = asyncio.run(measure(url, arguments.writers, arguments.seconds, arguments.rounds))
     report(results, arguments.writers, arguments.seconds, arguments.rounds)
 
 

@@ -186,3 +186,24 @@ async def test_two_projectors_of_one_read_model_never_run_at_once(pool: asyncpg.
     release.set()
     assert await first >= 1
     assert await seen(pool, projector, [stream_id]) != []
+
+
+async def test_a_wake_up_that_finds_the_read_model_busy_still_projects_its_event(
+    pool: asyncpg.Pool,
+) -> None:
+    """The busy worker's snapshot may predate this commit; the woken one must not just leave."""
+    projector = await new_probe(pool)
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute(
+            "SELECT 1 FROM projection_checkpoints WHERE projection = $1 FOR UPDATE",
+            projector.read_model.checkpoint,
+        )
+        stream_id = f"probe-{uuid.uuid4()}"
+        await EventStore(pool).append(
+            stream_id, [ProbeRecorded(probe=stream_id, n=1)], META, expected_version=0
+        )
+        woken = asyncio.create_task(catch_up(pool, projector, NO_CACHE))
+        await asyncio.sleep(0.2)
+        assert not woken.done()
+    assert await woken >= 1
+    assert len(await seen(pool, projector, [stream_id])) == 1

@@ -9,7 +9,8 @@ older transaction is therefore never skipped (DESIGN.md guarantees 2 and 3).
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -19,8 +20,6 @@ from aiplatform.cache import Cache
 from aiplatform.eventstore.codec import RecordedEvent
 from aiplatform.eventstore.store import record_from_row
 from aiplatform.projectors.read_models import ReadModel
-
-log = logging.getLogger(__name__)
 
 _LOCK_CHECKPOINT_SQL = """
 SELECT last_transaction_id::text AS last_transaction_id, last_global_position,
@@ -107,14 +106,28 @@ async def project_batch(
 
 
 async def catch_up(
-    pool: asyncpg.Pool, projector: Projector, cache: Cache, *, batch_size: int = 500
+    pool: asyncpg.Pool,
+    projector: Projector,
+    cache: Cache,
+    *,
+    batch_size: int = 500,
+    wait_for_lock_s: float = 5.0,
 ) -> int:
-    """Applies batches until the read model has caught up (or another worker holds it)."""
+    """Applies batches until the read model has caught up. When another worker holds the read
+    model, waits for it and then makes a pass of its own: the holder's snapshot may predate the
+    commit that triggered this call, and skipping would leave that commit waiting for the next
+    tick."""
     total = 0
+    delay = 0.005
+    deadline = time.monotonic() + wait_for_lock_s
     while True:
         read = await project_batch(pool, projector, cache, batch_size=batch_size)
-        if not read:
-            return total
+        if read is None:
+            if time.monotonic() >= deadline:
+                return total
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            continue
         total += read
         if read < batch_size:
             return total
