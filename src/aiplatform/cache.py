@@ -116,6 +116,15 @@ class Cache:
         if entries:
             await self._call(write, None)
 
+    async def set_if_absent(self, cache_key: str, ttl_ms: int) -> bool:
+        """A gate: True for the first caller until the key expires or is deleted. When Redis
+        is unavailable every caller passes, so work is repeated rather than lost."""
+        return bool(await self._call(lambda r: r.set(cache_key, 1, nx=True, px=ttl_ms), True))
+
+    async def delete(self, *cache_keys: str) -> None:
+        if cache_keys:
+            await self._call(lambda r: r.delete(*cache_keys), None)
+
     async def generation(self, cache_key: str) -> int | None:
         """A counter that invalidates a family of keys (list pages) when bumped."""
         raw = await self.get(cache_key)

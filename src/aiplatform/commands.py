@@ -76,7 +76,10 @@ class CommandHandler:
         context: CommandContext,
         *,
         retry_on_conflict: bool = True,
+        new_stream: bool = False,
     ) -> CommandResult[State]:
+        """`new_stream`: the entity id was just minted, so its stream is known to be empty and
+        is not read; the append's expected version 0 still refuses an existing stream."""
         if context.idempotency_key is not None:
             previous = await self.store.previous_result(
                 context.idempotency_key, context.request_hash
@@ -85,7 +88,7 @@ class CommandHandler:
                 return await self._replayed(aggregate, previous)
         attempts = MAX_CONFLICT_RETRIES if retry_on_conflict else 1
         for attempt in range(1, attempts + 1):
-            state, history = await self.load(aggregate, entity_id)
+            state, history = (None, []) if new_stream else await self.load(aggregate, entity_id)
             version = history[-1].stream_version if history else 0
             events = aggregate.decide(state, command)
             if not events:

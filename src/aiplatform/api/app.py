@@ -41,7 +41,7 @@ async def start_services(settings: Settings) -> Services:
             await install(connection, projector.read_model)
     cache = Cache(connect(settings.require_redis_url()), key_prefix(settings.instance))
     broker = build_broker(settings)
-    waker = ProjectorWaker(broker)
+    waker = ProjectorWaker(broker, cache)
     store = EventStore(pool)
     services = Services(
         settings=settings,

@@ -132,7 +132,7 @@ async def create_project(
         owner_id=context.metadata.actor,
     )
     result = await services.commands.handle(
-        AGGREGATE, project_id, command, context, retry_on_conflict=False
+        AGGREGATE, project_id, command, context, retry_on_conflict=False, new_stream=True
     )
     return _write_response(result, _view(result), status_code=201)
 

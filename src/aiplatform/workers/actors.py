@@ -7,6 +7,7 @@ import dramatiq
 from aiplatform.projectors.runner import catch_up
 from aiplatform.workers.broker import PROJECT_READ_MODELS
 from aiplatform.workers.resources import worker_resources
+from aiplatform.workers.waker import wake_gate_key
 
 
 @dramatiq.actor(
@@ -15,6 +16,7 @@ from aiplatform.workers.resources import worker_resources
 async def project_read_models() -> None:
     """Catches every read model up. Safe to run twice at once: the checkpoint lock lets one in."""
     resources = await worker_resources()
+    await resources.cache.delete(wake_gate_key(resources.cache))
     for projector in resources.projectors:
         await catch_up(
             resources.pool,
