@@ -10,7 +10,7 @@ import pytest
 
 from aiplatform.eventstore.codec import Event, EventMetadata, decode_event, upcaster
 from aiplatform.eventstore.errors import ConcurrencyError, IdempotencyKeyReusedError
-from aiplatform.eventstore.store import EventStore
+from aiplatform.eventstore.store import _APPEND_MANY_SQL, _APPEND_ONE_SQL, EventStore
 
 META = EventMetadata(actor="test", client_ip="127.0.0.1", user_agent="pytest", request_id="r1")
 
@@ -185,19 +185,28 @@ async def test_history_is_immutable(store: EventStore, pool: asyncpg.Pool, state
 
 async def test_an_append_must_be_the_first_write_of_its_transaction(pool: asyncpg.Pool) -> None:
     """Otherwise its transaction id could be older than its events' order in the stream."""
+    event = ['{"type":"CounterIncremented","counter_id":"x","by":1}']
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("CREATE TEMP TABLE scratch (x int)")
         await connection.execute("INSERT INTO scratch VALUES (1)")
         with pytest.raises(asyncpg.PostgresError, match="first write"):
             await connection.fetchrow(
-                "SELECT * FROM append_events($1, 0, NULL, NULL, $2, $3, $4, $5, $6)",
+                "SELECT * FROM append_events($1, 0, 'key', NULL, $2, $3, $4, $5, $6)",
                 stream(),
                 [uuid.uuid4()],
                 ["CounterIncremented"],
                 [1],
-                ['{"type":"CounterIncremented","counter_id":"x","by":1}'],
+                event,
                 ['{"actor":"t"}'],
             )
+    for statement, arguments in (
+        (_APPEND_ONE_SQL, (uuid.uuid4(), "CounterIncremented", 1, event[0], '{"actor":"t"}')),
+        (_APPEND_MANY_SQL, ([uuid.uuid4()], ["CounterIncremented"], [1], event, ['{"actor":"t"}'])),
+    ):
+        async with pool.acquire() as connection, connection.transaction():
+            await connection.execute("CREATE TEMP TABLE IF NOT EXISTS scratch (x int)")
+            await connection.execute("INSERT INTO scratch VALUES (1)")
+            assert await connection.fetchrow(statement, stream(), 0, *arguments) is None
 
 
 class TemperatureRecorded(Event, frozen=True):

@@ -80,8 +80,6 @@ CREATE FUNCTION append_events(
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_current  BIGINT;
-    v_first    BIGINT;
-    v_last     BIGINT;
     v_previous processed_commands%ROWTYPE;
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
@@ -107,34 +105,44 @@ BEGIN
         END IF;
     END IF;
 
-    SELECT coalesce(max(e.stream_version), 0) INTO v_current
-      FROM events e WHERE e.stream_id = p_stream_id;
-    IF p_expected_version IS NOT NULL AND v_current <> p_expected_version THEN
+    -- One statement on the hot path: the version check is the WHERE of the insert (a stale
+    -- expected version inserts nothing), and the positions come back from RETURNING.
+    RETURN QUERY
+    WITH current_version AS (
+        SELECT coalesce(max(e.stream_version), 0) AS v FROM events e
+         WHERE e.stream_id = p_stream_id
+    ), inserted AS (
+        INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
+                            data, metadata)
+        SELECT p_stream_id, c.v + u.n, u.id, u.t, u.sv, u.d, u.m
+          FROM current_version c,
+               unnest(p_event_ids, p_event_types, p_schema_versions, p_data, p_metadata)
+               WITH ORDINALITY AS u(id, t, sv, d, m, n)
+         WHERE p_expected_version IS NULL OR c.v = p_expected_version
+         ORDER BY u.n
+        RETURNING events.global_position, events.stream_version
+    )
+    SELECT p_stream_id, min(i.global_position), max(i.global_position), max(i.stream_version),
+           FALSE, now()
+      FROM inserted i
+    HAVING count(*) > 0;
+
+    IF NOT FOUND THEN
+        SELECT coalesce(max(e.stream_version), 0) INTO v_current
+          FROM events e WHERE e.stream_id = p_stream_id;
         RAISE EXCEPTION 'stream % is at version %, not the expected %',
             p_stream_id, v_current, p_expected_version
             USING ERRCODE = 'AP002', DETAIL = v_current::text;
     END IF;
 
-    WITH inserted AS (
-        INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
-                            data, metadata)
-        SELECT p_stream_id, v_current + u.n, u.id, u.t, u.sv, u.d, u.m
-          FROM unnest(p_event_ids, p_event_types, p_schema_versions, p_data, p_metadata)
-               WITH ORDINALITY AS u(id, t, sv, d, m, n)
-         ORDER BY u.n
-        RETURNING events.global_position
-    )
-    SELECT min(i.global_position), max(i.global_position) INTO v_first, v_last FROM inserted i;
-
     IF p_idempotency_key IS NOT NULL THEN
         UPDATE processed_commands pc
-           SET first_position = v_first, last_position = v_last,
-               stream_version = v_current + cardinality(p_event_ids)
+           SET (first_position, last_position, stream_version) = (
+               SELECT min(e.global_position), max(e.global_position), max(e.stream_version)
+                 FROM events e
+                WHERE e.stream_id = p_stream_id AND e.event_id = ANY(p_event_ids))
          WHERE pc.idempotency_key = p_idempotency_key;
     END IF;
-
-    RETURN QUERY SELECT p_stream_id, v_first, v_last, v_current + cardinality(p_event_ids), FALSE,
-                        now();
 END $$;
 """
 

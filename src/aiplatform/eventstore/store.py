@@ -19,13 +19,52 @@ from aiplatform.eventstore.codec import (
 )
 from aiplatform.eventstore.errors import ConcurrencyError, IdempotencyKeyReusedError
 
-_APPEND_SQL = "SELECT * FROM append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+# With an idempotency key, the append_events function records the key with the events.
+_APPEND_KEYED_SQL = "SELECT * FROM append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+# Without one, a single statement does (measured: a PL/pgSQL call costs about a fifth of an
+# append's throughput). The version and the first-write check are read once, before the first
+# row is inserted; a stale version or a prior write in the transaction inserts nothing.
+_VERSION_GUARD = """
+SELECT coalesce(max(e.stream_version), 0) AS v,
+       pg_current_xact_id_if_assigned() IS NULL AS first_write
+  FROM events e WHERE e.stream_id = $1
+"""
+_APPEND_ONE_SQL = f"""
+INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data,
+                    metadata)
+SELECT $1, c.v + 1, $3, $4, $5, $6, $7
+  FROM ({_VERSION_GUARD}) c
+ WHERE c.first_write AND ($2::bigint IS NULL OR c.v = $2)
+RETURNING global_position AS first_position, global_position AS last_position, stream_version,
+          recorded_at
+"""
+_APPEND_MANY_SQL = f"""
+WITH inserted AS (
+    INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data,
+                        metadata)
+    SELECT $1, c.v + u.n, u.id, u.t, u.sv, u.d, u.m
+      FROM ({_VERSION_GUARD}) c,
+           unnest($3::uuid[], $4::text[], $5::smallint[], $6::jsonb[], $7::jsonb[])
+           WITH ORDINALITY AS u(id, t, sv, d, m, n)
+     WHERE c.first_write AND ($2::bigint IS NULL OR c.v = $2)
+     ORDER BY u.n
+    RETURNING global_position, stream_version, recorded_at
+)
+SELECT min(global_position) AS first_position, max(global_position) AS last_position,
+       max(stream_version) AS stream_version, min(recorded_at) AS recorded_at
+  FROM inserted
+HAVING count(*) > 0
+"""
 _EVENT_COLUMNS = (
     "stream_id, stream_version, global_position, event_id, event_type, schema_version, "
     "data::text AS data, metadata::text AS metadata, recorded_at"
 )
 _CONCURRENCY_SQLSTATE = "AP002"
 _IDEMPOTENCY_SQLSTATE = "AP003"
+
+
+class AppendNotFirstWriteError(RuntimeError):
+    """The transaction wrote before appending; its events could be read out of order."""
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -36,6 +75,19 @@ class AppendResult(msgspec.Struct, frozen=True):
     # The events' recorded_at (the append transaction's start time).
     recorded_at: datetime
     duplicate: bool = False
+
+
+def _columns(
+    events: Sequence[Event], metadata: EventMetadata
+) -> tuple[list[uuid.UUID], list[str], list[int], list[str], list[str]]:
+    encoded_metadata = encode(metadata)
+    return (
+        [uuid.uuid4() for _ in events],
+        [type(event).__name__ for event in events],
+        [type(event).schema_version for event in events],
+        [encode(event) for event in events],
+        [encoded_metadata] * len(events),
+    )
 
 
 def record_from_row(row: asyncpg.Record) -> RecordedEvent:
@@ -95,20 +147,26 @@ class EventStore:
         whatever the stream's version; a repeated `idempotency_key` returns the first result."""
         if not events:
             raise ValueError("an append needs at least one event")
-        encoded_metadata = encode(metadata)
         try:
-            row = await self.pool.fetchrow(
-                _APPEND_SQL,
-                stream_id,
-                expected_version,
-                idempotency_key,
-                request_hash,
-                [uuid.uuid4() for _ in events],
-                [type(event).__name__ for event in events],
-                [type(event).schema_version for event in events],
-                [encode(event) for event in events],
-                [encoded_metadata] * len(events),
-            )
+            if idempotency_key is not None:
+                row = await self._append_keyed(
+                    stream_id, events, metadata, expected_version, idempotency_key, request_hash
+                )
+            elif len(events) == 1:
+                row = await self.pool.fetchrow(
+                    _APPEND_ONE_SQL,
+                    stream_id,
+                    expected_version,
+                    uuid.uuid4(),
+                    type(events[0]).__name__,
+                    type(events[0]).schema_version,
+                    encode(events[0]),
+                    encode(metadata),
+                )
+            else:
+                row = await self.pool.fetchrow(
+                    _APPEND_MANY_SQL, stream_id, expected_version, *_columns(events, metadata)
+                )
         except asyncpg.UniqueViolationError as error:
             # Two writers decided on the same version; the primary key let only one in.
             if error.constraint_name != "events_pkey":
@@ -122,14 +180,44 @@ class EventStore:
             if error.sqlstate == _IDEMPOTENCY_SQLSTATE and idempotency_key is not None:
                 raise IdempotencyKeyReusedError(idempotency_key) from None
             raise
+        if row is None:
+            await self._refused(stream_id, expected_version)
         assert row is not None
         return AppendResult(
-            stream_id=row["stream_id"],
+            stream_id=stream_id,
             stream_version=row["stream_version"],
             first_position=row["first_position"],
             last_position=row["last_position"],
             recorded_at=row["recorded_at"],
-            duplicate=row["duplicate"],
+            duplicate=idempotency_key is not None and row["duplicate"],
+        )
+
+    async def _append_keyed(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        metadata: EventMetadata,
+        expected_version: int | None,
+        idempotency_key: str,
+        request_hash: str | None,
+    ) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            _APPEND_KEYED_SQL,
+            stream_id,
+            expected_version,
+            idempotency_key,
+            request_hash,
+            *_columns(events, metadata),
+        )
+
+    async def _refused(self, stream_id: str, expected_version: int | None) -> None:
+        """Says why a guarded insert inserted nothing."""
+        current = await self.stream_version(stream_id)
+        if expected_version is not None and current != expected_version:
+            raise ConcurrencyError(stream_id, expected_version, current)
+        raise AppendNotFirstWriteError(
+            "an append must be the first write of its transaction, or its events could be "
+            "read out of order"
         )
 
     async def previous_result(
