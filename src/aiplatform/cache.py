@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -89,7 +89,9 @@ class Cache:
             return default
 
     async def get(self, cache_key: str) -> bytes | None:
-        return await self._call(lambda r: r.get(cache_key), None)
+        # The client does not decode responses, so values are bytes.
+        value = await self._call(lambda r: r.get(cache_key), None)
+        return cast(bytes | None, value)
 
     async def set(self, cache_key: str, value: bytes, ttl_s: int) -> None:
         await self._call(lambda r: r.set(cache_key, value, ex=ttl_s), None)

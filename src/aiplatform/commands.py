@@ -68,6 +68,13 @@ class CommandHandler:
         events = await self.store.read_stream(aggregate.stream_id(entity_id))
         return aggregate.fold(events), events
 
+    async def _current(
+        self, aggregate: Aggregate[State, Command], entity_id: str, new_stream: bool
+    ) -> tuple[State | None, list[RecordedEvent]]:
+        if new_stream:
+            return None, []
+        return await self.load(aggregate, entity_id)
+
     async def handle(
         self,
         aggregate: Aggregate[State, Command],
@@ -88,7 +95,8 @@ class CommandHandler:
                 return await self._replayed(aggregate, previous)
         attempts = MAX_CONFLICT_RETRIES if retry_on_conflict else 1
         for attempt in range(1, attempts + 1):
-            state, history = (None, []) if new_stream else await self.load(aggregate, entity_id)
+            current = await self._current(aggregate, entity_id, new_stream)
+            state, history = current
             version = history[-1].stream_version if history else 0
             events = aggregate.decide(state, command)
             if not events:

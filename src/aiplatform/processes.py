@@ -71,7 +71,8 @@ def stop_all(children: Sequence[Child], timeout_s: float) -> list[str]:
 
 def _process_tree(pid: int) -> list[psutil.Process]:
     try:
-        return psutil.Process(pid).children(recursive=True)
+        children: list[psutil.Process] = psutil.Process(pid).children(recursive=True)
+        return children
     except psutil.NoSuchProcess:
         return []
 

@@ -38,4 +38,6 @@ def execute_script(sql: str) -> None:
     # Opens the adapter's transaction first, so the script and Alembic's version stamp commit
     # (or roll back) together.
     bind.exec_driver_sql("SELECT 1")
-    await_only(bind.connection.driver_connection.execute(sql))
+    driver_connection = bind.connection.driver_connection
+    assert driver_connection is not None, "migrations run on a live connection"
+    await_only(driver_connection.execute(sql))

@@ -126,7 +126,7 @@ class ProjectsProjector:
 
 
 def _set_or_none(value: str | msgspec.UnsetType) -> str | None:
-    return None if value is msgspec.UNSET else value  # type: ignore[return-value]
+    return None if isinstance(value, msgspec.UnsetType) else value
 
 
 def _json_or_none(value: object) -> str | None:

@@ -27,7 +27,7 @@ def build_broker(settings: Settings) -> RedisBroker:
     namespace = (
         f"aiplatform-dramatiq-{settings.instance}" if settings.instance else "aiplatform-dramatiq"
     )
-    broker = RedisBroker(
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=settings.require_redis_url(),
         namespace=namespace,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
