@@ -22,12 +22,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # DESIGN.md's TTLs, in seconds.
-TTL_SESSION = 24 * 3600
 TTL_PROJECT_LIST = 5 * 60
 TTL_PROJECT = 5 * 60
-TTL_JOB_STATUS = 30
-TTL_GPU_METRICS = 5
-TTL_ASSET_INFO = 3600
 
 _BACKOFF_AFTER_FAILURE_S = 5.0
 
