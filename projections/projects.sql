@@ -17,3 +17,12 @@ CREATE INDEX projects_status_created ON projects (status, created_at DESC, id);
 CREATE INDEX projects_created ON projects (created_at DESC, id);
 CREATE INDEX projects_owner ON projects (owner_id);
 CREATE INDEX projects_tags ON projects USING gin (tags jsonb_path_ops);
+
+CREATE TABLE project_members (
+    project_id UUID NOT NULL,
+    user_id    TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    granted_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (project_id, user_id)
+);
+CREATE INDEX project_members_user ON project_members (user_id, project_id);

@@ -53,6 +53,7 @@ def settings(database_name: str) -> Iterator[Settings]:
         "AIPLATFORM_DATABASE_URL": _database_url(database_name),
         "AIPLATFORM_REDIS_URL": REDIS_URL,
         "AIPLATFORM_INSTANCE": database_name,
+        "AIPLATFORM_SECRET_KEY": "test-secret-" + "k" * 40,
     }
     os.environ.update(env)
     yield load_settings()
@@ -94,11 +95,51 @@ def projector_worker(settings: Settings) -> Iterator[None]:
     broker.close()
 
 
+ADMIN_PASSWORD = "admin-password-1"
+
+
 @pytest.fixture(scope="session")
-async def client(
+async def anonymous(
     settings: Settings, projector_worker: None
 ) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """A client of the API with no credentials."""
     from aiplatform.api.app import create_app
 
     async with AsyncTestClient(app=create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+async def admin_id(settings: Settings) -> str:
+    from aiplatform.auth.accounts import Accounts
+    from aiplatform.bootstrap import ensure_admin
+    from aiplatform.eventstore.store import create_pool
+
+    await ensure_admin(settings, "root", ADMIN_PASSWORD, "root@example.com")
+    pool = await create_pool(settings.require_database_url(), max_size=1)
+    try:
+        account = await Accounts(pool).by_username("root")
+    finally:
+        await pool.close()
+    assert account is not None
+    return account.user_id
+
+
+async def login(client: AsyncTestClient[Litestar], username: str, password: str) -> dict[str, str]:
+    response = await client.post(
+        "/api/v2/auth/token", json={"username": username, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['data']['access_token']}"}
+
+
+@pytest.fixture(scope="session")
+async def client(
+    settings: Settings, projector_worker: None, admin_id: str
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """A client of the API logged in as an admin."""
+    from aiplatform.api.app import create_app
+
+    async with AsyncTestClient(app=create_app(settings)) as test_client:
+        test_client.headers.update(await login(test_client, "root", ADMIN_PASSWORD))
         yield test_client

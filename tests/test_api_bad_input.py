@@ -115,9 +115,10 @@ async def test_a_stale_version_is_a_409_with_the_current_version(client: Client)
     assert (await client.get(url, params={"after": after})).json()["data"]["name"] == "v2"
 
 
-async def test_a_malformed_if_match_is_a_400(client: Client, nothing_stored: None) -> None:
+async def test_a_malformed_if_match_is_a_400(client: Client) -> None:
+    created = (await client.post("/api/v2/projects", json={"name": "if-match"})).json()["data"]
     response = await client.put(
-        f"/api/v2/projects/{uuid.uuid4()}", json={"name": "x"}, headers={"If-Match": "abc"}
+        f"/api/v2/projects/{created['id']}", json={"name": "x"}, headers={"If-Match": "abc"}
     )
     assert_error(response, 400, "validation_error", "If-Match")
 

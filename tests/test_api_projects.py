@@ -24,7 +24,7 @@ async def create(client: Client, **fields: Any) -> dict[str, Any]:
 
 
 async def test_a_created_project_is_readable_with_its_version_after_its_position(
-    client: Client,
+    client: Client, admin_id: str
 ) -> None:
     created = await create(
         client, description="churn model", config={"lr": 0.1}, tags=["nlp", "nlp", "prod"]
@@ -33,7 +33,8 @@ async def test_a_created_project_is_readable_with_its_version_after_its_position
     assert project["version"] == 1
     assert project["status"] == "active"
     assert project["tags"] == ["nlp", "prod"]
-    assert project["owner_id"] == "anonymous"
+    assert project["owner_id"] == admin_id
+    assert project["members"] == {admin_id: "owner"}
     position = created["meta"]["position"]
 
     response = await client.get(f"/api/v2/projects/{project['id']}", params={"after": position})
@@ -114,7 +115,9 @@ async def test_archive_restore_and_delete(client: Client) -> None:
     assert again.status_code == 404
 
 
-async def test_history_lists_the_events_oldest_first_with_who_and_where(client: Client) -> None:
+async def test_history_lists_the_events_oldest_first_with_who_and_where(
+    client: Client, admin_id: str
+) -> None:
     project = (await create(client))["data"]
     url = f"/api/v2/projects/{project['id']}"
     await client.put(url, json={"description": "v2"}, headers={"User-Agent": "history-test/1.0"})
@@ -131,7 +134,7 @@ async def test_history_lists_the_events_oldest_first_with_who_and_where(client: 
     assert body["meta"] == {"total": 3, "page": 1, "limit": 50, "has_more": False}
     updated = body["data"][1]
     assert updated["data"] == {"project_id": project["id"], "description": "v2"}
-    assert updated["metadata"]["actor"] == "anonymous"
+    assert updated["metadata"]["actor"] == admin_id
     assert updated["metadata"]["user_agent"] == "history-test/1.0"
     assert updated["metadata"]["client_ip"]
     assert updated["metadata"]["request_id"]

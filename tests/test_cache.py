@@ -19,6 +19,7 @@ from aiplatform.config import Settings
 from aiplatform.projectors.projects import project_key
 from aiplatform.projectors.read_models import load_read_model
 from aiplatform.queries.projects import ProjectFilters, ProjectQueries
+from conftest import ADMIN_PASSWORD, login
 
 Client = AsyncTestClient[Litestar]
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -141,6 +142,7 @@ async def test_the_api_serves_reads_without_redis_and_says_it_is_not_ready(
     await client.get("/api/v2/projects", params={"after": created["meta"]["position"]})
     without_redis = dataclasses.replace(settings, redis_url=DEAD_REDIS)
     async with AsyncTestClient(app=create_app(without_redis)) as degraded:
+        degraded.headers.update(await login(degraded, "root", ADMIN_PASSWORD))
         response = await degraded.get(f"/api/v2/projects/{created['data']['id']}")
         assert response.status_code == 200
         assert response.json()["data"]["id"] == created["data"]["id"]

@@ -4,10 +4,12 @@ PostgreSQL and Redis), a project through real HTTP, and a clean stop; `migrate` 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +46,15 @@ def wait_ready(base: str, process: subprocess.Popen[bytes]) -> float:
             pass
         time.sleep(0.5)
     pytest.fail(f"/ready was not 200 within {READY_WITHIN_S} s")
+
+
+def first_admin_password(lines: list[str]) -> str:
+    """`up` prints the generated password of the first admin once, on a fresh data dir."""
+    for line in lines:
+        match = re.search(r"Log in as 'admin' with the password (\S+)", line)
+        if match:
+            return match.group(1)
+    pytest.fail(f"no admin password printed: {''.join(lines)}")
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -88,11 +99,23 @@ def test_up_with_no_configuration_serves_projects_and_stops_cleanly(tmp_path: Pa
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    lines: list[str] = []
+    assert process.stdout is not None
+    reader = threading.Thread(
+        target=lambda: lines.extend(line.decode() for line in process.stdout), daemon=True
+    )
+    reader.start()
     children: set[int] = set()
     try:
         wait_ready(base, process)
         children = {p.pid for p in descendants(process.pid)}
-        with httpx.Client(base_url=f"{base}/api/v2", timeout=10) as http:
+        password = first_admin_password(lines)
+        token = httpx.post(
+            f"{base}/api/v2/auth/token", json={"username": "admin", "password": password}
+        ).json()["data"]["access_token"]
+        with httpx.Client(
+            base_url=f"{base}/api/v2", timeout=10, headers={"Authorization": f"Bearer {token}"}
+        ) as http:
             created = http.post("/projects", json={"name": "end to end", "tags": ["e2e"]})
             assert created.status_code == 201, created.text
             project = created.json()["data"]
@@ -117,7 +140,8 @@ def test_up_with_no_configuration_serves_projects_and_stops_cleanly(tmp_path: Pa
         except subprocess.TimeoutExpired:
             process.kill()
             pytest.fail(f"aiplatform up did not stop within {STOP_WITHIN_S} s")
-    output = process.stdout.read().decode() if process.stdout else ""
+    reader.join(timeout=5)
+    output = "".join(lines)
     assert process.returncode == 0, output
     assert "AI Platform stopped" in output
     time.sleep(0.5)

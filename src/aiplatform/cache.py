@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -24,6 +24,7 @@ T = TypeVar("T")
 # DESIGN.md's TTLs, in seconds.
 TTL_PROJECT_LIST = 5 * 60
 TTL_PROJECT = 5 * 60
+TTL_SESSION = 24 * 3600
 
 _BACKOFF_AFTER_FAILURE_S = 5.0
 
@@ -89,8 +90,17 @@ class Cache:
         value = await self._call(lambda r: r.get(cache_key), None)
         return cast(bytes | None, value)
 
-    async def set(self, cache_key: str, value: bytes, ttl_s: int) -> None:
-        await self._call(lambda r: r.set(cache_key, value, ex=ttl_s), None)
+    async def get_many(self, cache_keys: list[str]) -> list[bytes | None]:
+        missing: list[bytes | None] = [None] * len(cache_keys)
+        values = await self._call(lambda r: r.mget(cache_keys), cast(list[Any], missing))
+        return cast(list[bytes | None], values)
+
+    async def set(
+        self, cache_key: str, value: bytes, ttl_s: int, *, only_if_absent: bool = False
+    ) -> None:
+        """`only_if_absent` is for readers filling the cache from the database: a writer that
+        stored a newer value meanwhile wins."""
+        await self._call(lambda r: r.set(cache_key, value, ex=ttl_s, nx=only_if_absent), None)
 
     async def get_versioned(self, cache_key: str) -> bytes | None:
         """The payload of a `set_versioned` entry; None on a miss or a tombstone."""
@@ -122,6 +132,33 @@ class Cache:
     async def delete(self, *cache_keys: str) -> None:
         if cache_keys:
             await self._call(lambda r: r.delete(*cache_keys), None)
+
+    async def count(self, cache_key: str, window_s: int) -> None:
+        """Adds one to a counter that disappears `window_s` after its first count."""
+
+        async def increment(r: aioredis.Redis) -> None:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.incr(cache_key)
+                pipe.expire(cache_key, window_s, nx=True)
+                await pipe.execute()
+
+        await self._call(increment, None)
+
+    async def counters(self, cache_keys: list[str]) -> list[tuple[int, int]]:
+        """Each counter's value and seconds to live; (0, 0) for missing ones, and for all when
+        Redis is unavailable (limits fail open rather than lock everyone out)."""
+
+        async def read(r: aioredis.Redis) -> list[tuple[int, int]]:
+            async with r.pipeline(transaction=False) as pipe:
+                for cache_key in cache_keys:
+                    pipe.get(cache_key)
+                    pipe.ttl(cache_key)
+                values = await pipe.execute()
+            return [
+                (int(values[i] or 0), max(0, int(values[i + 1]))) for i in range(0, len(values), 2)
+            ]
+
+        return await self._call(read, [(0, 0)] * len(cache_keys))
 
     async def generation(self, cache_key: str) -> int | None:
         """A counter that invalidates a family of keys (list pages) when bumped."""

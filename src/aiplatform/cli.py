@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a stopping worker waits for the messages it is running",
     )
 
+    admin = commands.add_parser("create-admin", help="create an admin user, or promote one")
+    admin.add_argument("--username", required=True)
+    admin.add_argument("--password", required=True)
+    admin.add_argument("--email", required=True)
+
     commands.add_parser("scheduler", help="send periodic work (run exactly one)")
     commands.add_parser("migrate", help="apply the event store migrations and install read models")
     return parser
@@ -86,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return run_scheduler_process(settings)
             case "migrate":
                 return run_migrate(settings)
+            case "create-admin":
+                return run_create_admin(
+                    settings, arguments.username, arguments.password, arguments.email
+                )
     except SettingsError as error:
         print(f"aiplatform: {error}", file=sys.stderr)
         return 2
@@ -115,6 +124,14 @@ def run_migrate(settings: Settings) -> int:
 
     installed = asyncio.run(install_read_models())
     print(f"event store migrated; read models installed: {', '.join(installed) or 'none new'}")
+    return 0
+
+
+def run_create_admin(settings: Settings, username: str, password: str, email: str) -> int:
+    from aiplatform.bootstrap import ensure_admin
+
+    outcome = asyncio.run(ensure_admin(settings, username, password, email))
+    print(f"admin {username!r} {outcome}")
     return 0
 
 
@@ -178,6 +195,7 @@ def run_scheduler_process(settings: Settings) -> int:
 
 
 def run_up(settings: Settings, host: str | None, port: int | None, data_dir: Path | None) -> int:
+    from aiplatform.bootstrap import FIRST_ADMIN, first_admin_password, with_secret_key
     from aiplatform.embedded import start_embedded_services
 
     if data_dir is not None:
@@ -198,11 +216,14 @@ def run_up(settings: Settings, host: str | None, port: int | None, data_dir: Pat
     children: list[processes.Child] = []
     try:
         run_migrate(settings)
+        settings = with_secret_key(settings)
+        first_password = asyncio.run(first_admin_password(settings))
         env = {
             **os.environ,
             "AIPLATFORM_DATABASE_URL": settings.require_database_url(),
             "AIPLATFORM_REDIS_URL": settings.require_redis_url(),
             "AIPLATFORM_DATA_DIR": str(settings.data_dir),
+            "AIPLATFORM_SECRET_KEY": settings.require_secret_key(),
         }
         slow_queues = ",".join(q for q in QUEUES if q not in FAST_QUEUES)
         for name, command in (
@@ -217,6 +238,13 @@ def run_up(settings: Settings, host: str | None, port: int | None, data_dir: Pat
             "(API docs: /schema); Ctrl-C stops it",
             flush=True,
         )
+        if first_password is not None:
+            print(
+                f"Log in as {FIRST_ADMIN!r} with the password {first_password}\n"
+                "It is shown only this once: change it with PUT /api/v2/users/<your id> "
+                '{"password": ..., "current_password": ...}.',
+                flush=True,
+            )
         return _supervise(children, stop)
     finally:
         killed = processes.stop_all(children, STOP_TIMEOUT_S)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
+import asyncpg
+
 from aiplatform.eventstore.codec import Event, EventMetadata, RecordedEvent
 from aiplatform.eventstore.errors import ConcurrencyError
 from aiplatform.eventstore.store import AppendResult, EventStore
@@ -54,6 +56,9 @@ class CommandResult(Generic[State]):
 
 
 AppendListener = Callable[[AppendResult], Awaitable[None]]
+# Writes that must commit or roll back with the events (a uniqueness claim, a password hash):
+# called inside the append's transaction, after the append.
+InTransaction = Callable[[asyncpg.Connection, AppendResult], Awaitable[None]]
 
 
 @dataclass
@@ -67,6 +72,12 @@ class CommandHandler:
     ) -> tuple[State | None, list[RecordedEvent]]:
         events = await self.store.read_stream(aggregate.stream_id(entity_id))
         return aggregate.fold(events), events
+
+    async def current_state(
+        self, aggregate: Aggregate[State, Command], entity_id: str
+    ) -> State | None:
+        """The aggregate folded from its whole stream: always up to date, unlike a read model."""
+        return aggregate.fold(await self.store.read_stream(aggregate.stream_id(entity_id)))
 
     async def _current(
         self, aggregate: Aggregate[State, Command], entity_id: str, new_stream: bool
@@ -84,6 +95,7 @@ class CommandHandler:
         *,
         retry_on_conflict: bool = True,
         new_stream: bool = False,
+        in_transaction: InTransaction | None = None,
     ) -> CommandResult[State]:
         """`new_stream`: the entity id was just minted, so its stream is known to be empty and
         is not read; the append's expected version 0 still refuses an existing stream."""
@@ -108,13 +120,8 @@ class CommandHandler:
                     updated_at=history[-1].recorded_at if history else None,
                 )
             try:
-                result = await self.store.append(
-                    aggregate.stream_id(entity_id),
-                    events,
-                    context.metadata,
-                    expected_version=version,
-                    idempotency_key=context.idempotency_key,
-                    request_hash=context.request_hash,
+                result = await self._append(
+                    aggregate.stream_id(entity_id), events, version, context, in_transaction
                 )
             except ConcurrencyError:
                 if attempt == attempts:
@@ -134,6 +141,37 @@ class CommandHandler:
                 updated_at=result.recorded_at,
             )
         raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _append(
+        self,
+        stream_id: str,
+        events: list[Event],
+        expected_version: int,
+        context: CommandContext,
+        in_transaction: InTransaction | None,
+    ) -> AppendResult:
+        if in_transaction is None:
+            return await self.store.append(
+                stream_id,
+                events,
+                context.metadata,
+                expected_version=expected_version,
+                idempotency_key=context.idempotency_key,
+                request_hash=context.request_hash,
+            )
+        async with self.store.pool.acquire() as connection, connection.transaction():
+            result = await self.store.append(
+                stream_id,
+                events,
+                context.metadata,
+                expected_version=expected_version,
+                idempotency_key=context.idempotency_key,
+                request_hash=context.request_hash,
+                connection=connection,
+            )
+            if not result.duplicate:
+                await in_transaction(connection, result)
+            return result
 
     async def _replayed(
         self, aggregate: Aggregate[State, Command], previous: AppendResult

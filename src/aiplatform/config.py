@@ -45,6 +45,14 @@ class Settings:
             )
         return self.database_url
 
+    def require_secret_key(self) -> str:
+        if not self.secret_key or len(self.secret_key) < 32:
+            raise SettingsError(
+                "AIPLATFORM_SECRET_KEY must be set to at least 32 random characters (it signs "
+                "access tokens); `aiplatform up` generates one in the data directory"
+            )
+        return self.secret_key
+
     def require_redis_url(self) -> str:
         if not self.redis_url:
             raise SettingsError(

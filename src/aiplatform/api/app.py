@@ -9,13 +9,23 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme
 
 from aiplatform import __version__
+from aiplatform.api.audit import audit_router
+from aiplatform.api.auth import auth_router
 from aiplatform.api.context import request_id_middleware
 from aiplatform.api.errors import EXCEPTION_HANDLERS
+from aiplatform.api.guards import permission_guard
 from aiplatform.api.health import health, ready
 from aiplatform.api.projects import projects_router
+from aiplatform.api.roles import roles_router
 from aiplatform.api.services import Services
+from aiplatform.api.users import users_router
+from aiplatform.auth.accounts import Accounts
+from aiplatform.auth.permissions import PUBLIC
+from aiplatform.auth.rate_limit import LoginRateLimiter
+from aiplatform.auth.standing import Standing
 from aiplatform.cache import Cache, connect, key_prefix
 from aiplatform.commands import CommandHandler
 from aiplatform.config import Settings
@@ -23,6 +33,8 @@ from aiplatform.eventstore.store import EventStore, create_pool
 from aiplatform.projectors.read_models import install
 from aiplatform.projectors.registry import all_projectors
 from aiplatform.queries.projects import ProjectQueries
+from aiplatform.queries.roles import RoleQueries
+from aiplatform.queries.users import UserQueries
 from aiplatform.workers.broker import build_broker
 from aiplatform.workers.waker import ProjectorWaker
 
@@ -30,6 +42,7 @@ log = logging.getLogger(__name__)
 
 
 async def start_services(settings: Settings) -> Services:
+    settings.require_secret_key()
     pool = await create_pool(
         settings.require_database_url(),
         max_size=settings.database_pool_size,
@@ -43,6 +56,7 @@ async def start_services(settings: Settings) -> Services:
     broker = build_broker(settings)
     waker = ProjectorWaker(broker, cache)
     store = EventStore(pool)
+    accounts = Accounts(pool)
     services = Services(
         settings=settings,
         pool=pool,
@@ -50,6 +64,11 @@ async def start_services(settings: Settings) -> Services:
         store=store,
         commands=CommandHandler(store, listeners=[waker.on_append]),
         projects=ProjectQueries(pool, cache),
+        users=UserQueries(pool),
+        roles=RoleQueries(pool),
+        accounts=accounts,
+        standing=Standing(accounts, cache),
+        login_limiter=LoginRateLimiter(cache),
         broker=broker,
         waker=waker,
     )
@@ -75,9 +94,19 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await stop_services(app.state.services)
 
-    api = Router(path="/api/v2", route_handlers=[projects_router()])
+    api = Router(
+        path="/api/v2",
+        route_handlers=[
+            auth_router(),
+            projects_router(),
+            users_router(),
+            roles_router(),
+            audit_router(),
+        ],
+    )
     return Litestar(
         route_handlers=[api, health, ready],
+        guards=[permission_guard],
         lifespan=[lifespan],
         middleware=[request_id_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -85,8 +114,21 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="AI Platform",
             version=__version__,
-            path="/schema",
+            # The schema and its renderers are public (so is the API's shape).
+            openapi_router=Router(path="/schema", route_handlers=[], opt={"permission": PUBLIC}),
             render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin(path="/scalar")],
+            components=Components(
+                security_schemes={
+                    "OAuth2": SecurityScheme(
+                        type="oauth2",
+                        description="Log in with a username and password",
+                        flows=OAuthFlows(
+                            password=OAuthFlow(token_url="/api/v2/auth/token", scopes={})
+                        ),
+                    )
+                }
+            ),
+            security=[{"OAuth2": []}],
         ),
         debug=False,
     )

@@ -50,9 +50,12 @@ def _clip(value: str | None) -> str | None:
     return value[:MAX_HEADER_VALUE_LENGTH] if value else None
 
 
-def event_metadata(request: Request[Any, Any, State]) -> EventMetadata:
+def event_metadata(request: Request[Any, Any, State], actor: str | None = None) -> EventMetadata:
+    """The actor is the authenticated caller (or `actor` where the route names one, as login
+    does before a token exists)."""
+    principal = getattr(request.state, "principal", None)
     return EventMetadata(
-        actor=ANONYMOUS,
+        actor=actor or (principal.user_id if principal is not None else ANONYMOUS),
         client_ip=request.client.host if request.client else None,
         user_agent=_clip(request.headers.get("user-agent")),
         request_id=request.scope.get("state", {}).get("request_id"),

@@ -9,11 +9,19 @@ from litestar import Response, get
 from litestar.datastructures import State
 
 from aiplatform.api.envelope import Envelope, failure, ok
+from aiplatform.auth.permissions import PUBLIC
 
 _CHECK_TIMEOUT_S = 2.0
 
 
-@get("/health", operation_id="Health", tags=["health"], summary="The process is alive")
+@get(
+    "/health",
+    operation_id="Health",
+    tags=["health"],
+    summary="The process is alive",
+    opt={"permission": PUBLIC},
+    security=[],
+)
 async def health() -> Envelope[dict[str, str]]:
     return ok({"status": "ok"})
 
@@ -35,7 +43,14 @@ async def _check(probe: Any, state: State) -> bool:
         return False
 
 
-@get("/ready", operation_id="Ready", tags=["health"], summary="Database, Redis and broker answer")
+@get(
+    "/ready",
+    operation_id="Ready",
+    tags=["health"],
+    summary="Database, Redis and broker answer",
+    opt={"permission": PUBLIC},
+    security=[],
+)
 async def ready(state: State) -> Response[Envelope[dict[str, bool]]]:
     async def redis_ready(s: State) -> bool:
         return bool(await s.services.cache.ping())

@@ -11,11 +11,21 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from aiplatform.aggregates import PROJECTS
 from aiplatform.api.context import command_context, if_match_version
 from aiplatform.api.envelope import Envelope, ok, paginated
+from aiplatform.api.errors import RequestError
+from aiplatform.api.guards import READ_MODEL, Principal, provide_principal
 from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.services import Services, provide_services
-from aiplatform.commands import Aggregate, CommandResult
+from aiplatform.auth.permissions import (
+    AUTHENTICATED,
+    MEMBER_MANAGE,
+    PROJECT_DELETE,
+    PROJECT_READ,
+    PROJECT_WRITE,
+)
+from aiplatform.commands import CommandResult
 from aiplatform.domain import projects as domain
 from aiplatform.domain.projects import Project
 from aiplatform.queries.projects import ProjectFilters, ProjectView
@@ -33,8 +43,6 @@ After = Annotated[
         ge=0, required=False, description="a write's event position: wait until it is readable"
     ),
 ]
-
-AGGREGATE = Aggregate(stream_id=domain.stream_id, evolve=domain.evolve, decide=domain.decide)
 
 
 class ProjectCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -73,6 +81,7 @@ def _view(result: CommandResult[Project]) -> ProjectView:
         tags=project.tags,
         status=project.status,
         owner_id=project.owner_id,
+        members=project.members,
         version=project.version,
         created_at=result.created_at,
         updated_at=result.updated_at,
@@ -92,10 +101,16 @@ def _write_response(
     return Response(ok(data, meta), status_code=status_code, headers=headers)
 
 
-@get("/", operation_id="ListProjects", summary="List projects")
+@get(
+    "/",
+    operation_id="ListProjects",
+    summary="List the projects the caller is a member of (admins: all)",
+    opt={"permission": AUTHENTICATED},
+)
 async def list_projects(
     request: Request[Any, Any, State],
     services: NamedDependency[Services],
+    principal: NamedDependency[Principal],
     status: Annotated[Literal["active", "archived"] | None, QueryParameter()] = None,
     tag: Annotated[str | None, QueryParameter(max_length=64)] = None,
     owner_id: Annotated[str | None, QueryParameter(max_length=255)] = None,
@@ -107,7 +122,15 @@ async def list_projects(
     after: After = None,
 ) -> Envelope[list[ProjectView]]:
     waited = await services.read_after(request, services.projects.read_model, after)
-    filters = ProjectFilters(status=status, tag=tag, owner_id=owner_id, q=q, page=page, limit=limit)
+    filters = ProjectFilters(
+        member_id=None if principal.is_admin else principal.user_id,
+        status=status,
+        tag=tag,
+        owner_id=owner_id,
+        q=q,
+        page=page,
+        limit=limit,
+    )
     result = await services.projects.list(filters, fresh=waited is not None)
     envelope = paginated(result.items, total=result.total, page=page, limit=limit)
     if waited is False and envelope.meta is not None:
@@ -115,7 +138,13 @@ async def list_projects(
     return envelope
 
 
-@post("/", operation_id="CreateProject", summary="Create a project", status_code=201)
+@post(
+    "/",
+    operation_id="CreateProject",
+    summary="Create a project; the caller becomes its owner",
+    status_code=201,
+    opt={"permission": AUTHENTICATED},
+)
 async def create_project(
     request: Request[Any, Any, State],
     services: NamedDependency[Services],
@@ -132,27 +161,35 @@ async def create_project(
         owner_id=context.metadata.actor,
     )
     result = await services.commands.handle(
-        AGGREGATE, project_id, command, context, retry_on_conflict=False, new_stream=True
+        PROJECTS, project_id, command, context, retry_on_conflict=False, new_stream=True
     )
     return _write_response(result, _view(result), status_code=201)
 
 
-@get("/{project_id:uuid}", operation_id="GetProject", summary="Get a project")
+@get(
+    "/{project_id:uuid}",
+    operation_id="GetProject",
+    summary="Get a project",
+    opt={"permission": PROJECT_READ, "serves": READ_MODEL},
+)
 async def get_project(
     request: Request[Any, Any, State],
-    services: NamedDependency[Services],
     project_id: FromPath[uuid.UUID],
     after: After = None,
 ) -> Response[Envelope[ProjectView]]:
-    waited = await services.read_after(request, services.projects.read_model, after)
-    project = await services.projects.get(project_id, fresh=waited is not None)
-    if project is None:
-        raise domain.ProjectNotFoundError(str(project_id))
-    meta = {"stale": True} if waited is False else None
+    """`project_id` and `after` are read by the guard, which loads the project to check the
+    caller's access (after waiting for `after`, when given)."""
+    project: ProjectView = request.state.project
+    meta = {"stale": True} if request.state.read_waited is False else None
     return Response(ok(project, meta), headers={"ETag": f'"{project.version}"'})
 
 
-@put("/{project_id:uuid}", operation_id="UpdateProject", summary="Update a project")
+@put(
+    "/{project_id:uuid}",
+    operation_id="UpdateProject",
+    summary="Update a project",
+    opt={"permission": PROJECT_WRITE},
+)
 async def update_project(
     request: Request[Any, Any, State],
     services: NamedDependency[Services],
@@ -171,7 +208,7 @@ async def update_project(
         status=data.status,
     )
     result = await services.commands.handle(
-        AGGREGATE, str(project_id), command, context, retry_on_conflict=expected is None
+        PROJECTS, str(project_id), command, context, retry_on_conflict=expected is None
     )
     return _write_response(result, _view(result))
 
@@ -181,6 +218,7 @@ async def update_project(
     operation_id="ArchiveProject",
     summary="Archive a project",
     status_code=200,
+    opt={"permission": PROJECT_WRITE},
 )
 async def archive_project(
     request: Request[Any, Any, State],
@@ -191,13 +229,17 @@ async def archive_project(
     expected = if_match_version(request)
     command = domain.ArchiveProject(project_id=str(project_id), expected_version=expected)
     result = await services.commands.handle(
-        AGGREGATE, str(project_id), command, context, retry_on_conflict=expected is None
+        PROJECTS, str(project_id), command, context, retry_on_conflict=expected is None
     )
     return _write_response(result, _view(result))
 
 
 @delete(
-    "/{project_id:uuid}", operation_id="DeleteProject", summary="Delete a project", status_code=200
+    "/{project_id:uuid}",
+    operation_id="DeleteProject",
+    summary="Delete a project",
+    status_code=200,
+    opt={"permission": PROJECT_DELETE},
 )
 async def delete_project(
     request: Request[Any, Any, State],
@@ -208,7 +250,7 @@ async def delete_project(
     expected = if_match_version(request)
     command = domain.DeleteProject(project_id=str(project_id), expected_version=expected)
     result = await services.commands.handle(
-        AGGREGATE, str(project_id), command, context, retry_on_conflict=expected is None
+        PROJECTS, str(project_id), command, context, retry_on_conflict=expected is None
     )
     return _write_response(result, ProjectDeletion(id=project_id, version=result.stream_version))
 
@@ -217,6 +259,7 @@ async def delete_project(
     "/{project_id:uuid}/history",
     operation_id="GetProjectHistory",
     summary="A project's events, oldest first",
+    opt={"permission": PROJECT_READ},
 )
 async def project_history(
     services: NamedDependency[Services],
@@ -230,6 +273,61 @@ async def project_history(
     return envelope
 
 
+class MemberGrant(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    user_id: uuid.UUID
+    role: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+
+
+@post(
+    "/{project_id:uuid}/members",
+    operation_id="GrantProjectMember",
+    summary="Add a member to the project, or change a member's role",
+    status_code=200,
+    opt={"permission": MEMBER_MANAGE},
+)
+async def grant_member(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    project_id: FromPath[uuid.UUID],
+    data: JSONBody[MemberGrant],
+) -> Response[Envelope[ProjectView]]:
+    if await services.accounts.by_id(str(data.user_id)) is None:
+        raise RequestError(f"user {data.user_id} does not exist", field="user_id", status_code=422)
+    if not await services.roles.exists(data.role):
+        raise RequestError(
+            f"role {data.role!r} does not exist (GET /api/v2/roles lists them)",
+            field="role",
+            status_code=422,
+        )
+    command = domain.GrantMember(
+        project_id=str(project_id), user_id=str(data.user_id), role=data.role
+    )
+    result = await services.commands.handle(
+        PROJECTS, str(project_id), command, await command_context(request)
+    )
+    return _write_response(result, _view(result))
+
+
+@delete(
+    "/{project_id:uuid}/members/{user_id:uuid}",
+    operation_id="RevokeProjectMember",
+    summary="Remove a member from the project",
+    status_code=200,
+    opt={"permission": MEMBER_MANAGE},
+)
+async def revoke_member(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    project_id: FromPath[uuid.UUID],
+    user_id: FromPath[uuid.UUID],
+) -> Response[Envelope[ProjectView]]:
+    command = domain.RevokeMember(project_id=str(project_id), user_id=str(user_id))
+    result = await services.commands.handle(
+        PROJECTS, str(project_id), command, await command_context(request)
+    )
+    return _write_response(result, _view(result))
+
+
 def projects_router() -> Router:
     return Router(
         path="/projects",
@@ -241,7 +339,12 @@ def projects_router() -> Router:
             archive_project,
             delete_project,
             project_history,
+            grant_member,
+            revoke_member,
         ],
-        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
         tags=["projects"],
     )

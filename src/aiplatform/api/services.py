@@ -7,10 +7,13 @@ from typing import Any
 
 import asyncpg
 from dramatiq.brokers.redis import RedisBroker
-from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 
 from aiplatform.api.errors import RequestError
+from aiplatform.auth.accounts import Accounts
+from aiplatform.auth.rate_limit import LoginRateLimiter
+from aiplatform.auth.standing import Standing
 from aiplatform.cache import Cache
 from aiplatform.commands import CommandHandler
 from aiplatform.config import Settings
@@ -18,6 +21,8 @@ from aiplatform.eventstore.store import EventStore
 from aiplatform.projectors.progress import wait_until_projected
 from aiplatform.projectors.read_models import ReadModel
 from aiplatform.queries.projects import ProjectQueries
+from aiplatform.queries.roles import RoleQueries
+from aiplatform.queries.users import UserQueries
 from aiplatform.workers.waker import ProjectorWaker
 
 
@@ -29,11 +34,19 @@ class Services:
     store: EventStore
     commands: CommandHandler
     projects: ProjectQueries
+    users: UserQueries
+    roles: RoleQueries
+    accounts: Accounts
+    standing: Standing
+    login_limiter: LoginRateLimiter
     broker: RedisBroker
     waker: ProjectorWaker
 
     async def read_after(
-        self, request: Request[Any, Any, State], read_model: ReadModel, after: int | None
+        self,
+        request: ASGIConnection[Any, Any, Any, Any],
+        read_model: ReadModel,
+        after: int | None,
     ) -> bool | None:
         """Read-your-writes: with `?after=<position>` (or `X-After-Position`) from a write's
         response, waits until the read model has that write. Returns None when the read asked

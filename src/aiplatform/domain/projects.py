@@ -55,6 +55,19 @@ class ProjectDeleted(Event, frozen=True):
     project_id: str
 
 
+class MemberGranted(Event, frozen=True):
+    """Adds a member, or changes the role of one."""
+
+    project_id: str
+    user_id: str
+    role: str
+
+
+class MemberRevoked(Event, frozen=True):
+    project_id: str
+    user_id: str
+
+
 # State --------------------------------------------------------------------------------------
 
 
@@ -67,6 +80,8 @@ class Project(msgspec.Struct, frozen=True, kw_only=True):
     owner_id: str
     status: ProjectStatus = "active"
     deleted: bool = False
+    # user id -> project role; the creator is the first owner.
+    members: dict[str, str] = {}
     version: int = 0
 
 
@@ -80,6 +95,7 @@ def evolve(state: Project | None, event: Event) -> Project | None:
                 config=event.config,
                 tags=event.tags,
                 owner_id=event.owner_id,
+                members={event.owner_id: "owner"},
                 version=1,
             )
     if state is None:
@@ -99,6 +115,12 @@ def evolve(state: Project | None, event: Event) -> Project | None:
             return msgspec.structs.replace(state, version=version, status="active")
         case ProjectDeleted():
             return msgspec.structs.replace(state, version=version, deleted=True)
+        case MemberGranted():
+            members = {**state.members, event.user_id: event.role}
+            return msgspec.structs.replace(state, version=version, members=members)
+        case MemberRevoked():
+            members = {k: v for k, v in state.members.items() if k != event.user_id}
+            return msgspec.structs.replace(state, version=version, members=members)
     return msgspec.structs.replace(state, version=version)
 
 
@@ -134,12 +156,37 @@ class DeleteProject(msgspec.Struct, frozen=True, kw_only=True):
     expected_version: int | None = None
 
 
-ProjectCommand = CreateProject | UpdateProject | ArchiveProject | DeleteProject
+class GrantMember(msgspec.Struct, frozen=True, kw_only=True):
+    project_id: str
+    user_id: str
+    role: str
+
+
+class RevokeMember(msgspec.Struct, frozen=True, kw_only=True):
+    project_id: str
+    user_id: str
+
+
+ProjectCommand = (
+    CreateProject | UpdateProject | ArchiveProject | DeleteProject | GrantMember | RevokeMember
+)
 
 
 class ProjectNotFoundError(NotFoundError):
     def __init__(self, project_id: str):
         super().__init__(f"project {project_id} does not exist")
+
+
+class LastOwnerError(InvalidStateError):
+    def __init__(self, project_id: str):
+        super().__init__(
+            f"project {project_id} must keep at least one owner; make someone else owner first"
+        )
+
+
+class MemberNotFoundError(NotFoundError):
+    def __init__(self, project_id: str, user_id: str):
+        super().__init__(f"user {user_id} is not a member of project {project_id}")
 
 
 class ProjectArchivedError(InvalidStateError):
@@ -191,6 +238,28 @@ def decide(state: Project | None, command: ProjectCommand) -> list[Event]:
         case DeleteProject():
             project = _existing(state, command.project_id, command.expected_version)
             return [ProjectDeleted(project_id=project.project_id)]
+        case GrantMember():
+            project = _existing(state, command.project_id, None)
+            if project.members.get(command.user_id) == command.role:
+                return []
+            if project.members.get(command.user_id) == "owner" and _owners(project) == 1:
+                raise LastOwnerError(project.project_id)
+            return [
+                MemberGranted(
+                    project_id=project.project_id, user_id=command.user_id, role=command.role
+                )
+            ]
+        case RevokeMember():
+            project = _existing(state, command.project_id, None)
+            if command.user_id not in project.members:
+                raise MemberNotFoundError(project.project_id, command.user_id)
+            if project.members[command.user_id] == "owner" and _owners(project) == 1:
+                raise LastOwnerError(project.project_id)
+            return [MemberRevoked(project_id=project.project_id, user_id=command.user_id)]
+
+
+def _owners(project: Project) -> int:
+    return sum(role == "owner" for role in project.members.values())
 
 
 def _decide_update(project: Project, command: UpdateProject) -> list[Event]:

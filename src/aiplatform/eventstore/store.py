@@ -142,18 +142,27 @@ class EventStore:
         expected_version: int | None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        connection: asyncpg.Connection | None = None,
     ) -> AppendResult:
         """Appends all `events` atomically, in one round trip. `expected_version=None` appends
-        whatever the stream's version; a repeated `idempotency_key` returns the first result."""
+        whatever the stream's version; a repeated `idempotency_key` returns the first result.
+        With `connection`, the append joins the caller's transaction, of which it must be the
+        first write."""
+        database: asyncpg.Connection | asyncpg.Pool = connection or self.pool
         if not events:
             raise ValueError("an append needs at least one event")
         try:
             if idempotency_key is not None:
-                row = await self._append_keyed(
-                    stream_id, events, metadata, expected_version, idempotency_key, request_hash
+                row = await database.fetchrow(
+                    _APPEND_KEYED_SQL,
+                    stream_id,
+                    expected_version,
+                    idempotency_key,
+                    request_hash,
+                    *_columns(events, metadata),
                 )
             elif len(events) == 1:
-                row = await self.pool.fetchrow(
+                row = await database.fetchrow(
                     _APPEND_ONE_SQL,
                     stream_id,
                     expected_version,
@@ -164,7 +173,7 @@ class EventStore:
                     encode(metadata),
                 )
             else:
-                row = await self.pool.fetchrow(
+                row = await database.fetchrow(
                     _APPEND_MANY_SQL, stream_id, expected_version, *_columns(events, metadata)
                 )
         except asyncpg.UniqueViolationError as error:
@@ -190,24 +199,6 @@ class EventStore:
             last_position=row["last_position"],
             recorded_at=row["recorded_at"],
             duplicate=idempotency_key is not None and row["duplicate"],
-        )
-
-    async def _append_keyed(
-        self,
-        stream_id: str,
-        events: Sequence[Event],
-        metadata: EventMetadata,
-        expected_version: int | None,
-        idempotency_key: str,
-        request_hash: str | None,
-    ) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(
-            _APPEND_KEYED_SQL,
-            stream_id,
-            expected_version,
-            idempotency_key,
-            request_hash,
-            *_columns(events, metadata),
         )
 
     async def _refused(self, stream_id: str, expected_version: int | None) -> None:

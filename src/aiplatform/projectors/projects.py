@@ -53,6 +53,7 @@ class ProjectsProjector:
     def __init__(self, read_model: ReadModel | None = None):
         self.read_model = read_model or load_read_model("projects")
         self.table = self.read_model.table("projects")
+        self.members = self.read_model.table("project_members")
 
     async def apply(self, connection: asyncpg.Connection, recorded: RecordedEvent) -> None:
         event = recorded.event
@@ -72,6 +73,13 @@ class ProjectsProjector:
                     recorded.stream_version,
                     recorded.recorded_at,
                     recorded.global_position,
+                )
+                await connection.execute(
+                    f"INSERT INTO {self.members} (project_id, user_id, role, granted_at) "
+                    "VALUES ($1, $2, 'owner', $3)",
+                    event.project_id,
+                    event.owner_id,
+                    recorded.recorded_at,
                 )
             case ProjectUpdated():
                 await connection.execute(
@@ -103,6 +111,17 @@ class ProjectsProjector:
                 await connection.execute(
                     f"DELETE FROM {self.table} WHERE id = $1", event.project_id
                 )
+
+    async def _touch(self, connection: asyncpg.Connection, recorded: RecordedEvent) -> None:
+        """Membership is part of the project: its version moves with every member change."""
+        await connection.execute(
+            f"UPDATE {self.table} SET version = $2, updated_at = $3, last_position = $4 "
+            "WHERE id = $1",
+            recorded.event.project_id,  # type: ignore[attr-defined]
+            recorded.stream_version,
+            recorded.recorded_at,
+            recorded.global_position,
+        )
 
     async def after_commit(self, cache: Cache, events: Sequence[RecordedEvent]) -> None:
         latest = {event.event.project_id: event.stream_version for event in events}  # type: ignore[attr-defined]

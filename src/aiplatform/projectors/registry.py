@@ -1,8 +1,10 @@
 """Every read model's projector."""
 
 from aiplatform.projectors.projects import ProjectsProjector
+from aiplatform.projectors.roles import RolesProjector
 from aiplatform.projectors.runner import Projector
+from aiplatform.projectors.users import UsersProjector
 
 
 def all_projectors() -> list[Projector]:
-    return [ProjectsProjector()]
+    return [ProjectsProjector(), UsersProjector(), RolesProjector()]

@@ -26,6 +26,7 @@ class ProjectView(msgspec.Struct, frozen=True, kw_only=True):
     tags: list[str]
     status: str
     owner_id: str
+    members: dict[str, str]  # user id -> project role
     version: int
     created_at: datetime
     updated_at: datetime
@@ -36,6 +37,8 @@ class ProjectFilters(msgspec.Struct, frozen=True, kw_only=True):
     tag: str | None = None
     owner_id: str | None = None
     q: str | None = None
+    # Only projects this user is a member of; None for everything (admins).
+    member_id: str | None = None
     page: int = 1
     limit: int = 20
 
@@ -47,7 +50,9 @@ class ProjectPage(msgspec.Struct, frozen=True):
 
 _COLUMNS = (
     "id, name, description, config::text AS config, tags::text AS tags, status, owner_id, "
-    "version, created_at, updated_at"
+    "version, created_at, updated_at, "
+    "(SELECT coalesce(jsonb_object_agg(m.user_id, m.role), '{{}}') FROM {members} m "
+    "WHERE m.project_id = p.id)::text AS members"
 )
 _encoder = msgspec.json.Encoder()
 _view_decoder = msgspec.json.Decoder(ProjectView)
@@ -63,6 +68,7 @@ def _view(row: asyncpg.Record) -> ProjectView:
         tags=msgspec.json.decode(row["tags"]),
         status=row["status"],
         owner_id=row["owner_id"],
+        members=msgspec.json.decode(row["members"]),
         version=row["version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -79,7 +85,9 @@ class ProjectQueries:
         self.pool = pool
         self.cache = cache
         self.read_model = read_model or load_read_model("projects")
-        self.table = self.read_model.table("projects")
+        self.table = f"{self.read_model.table('projects')} p"
+        self.members = self.read_model.table("project_members")
+        self.columns = _COLUMNS.format(members=self.read_model.table("project_members"))
 
     async def get(self, project_id: uuid.UUID, *, fresh: bool = False) -> ProjectView | None:
         """`fresh` skips the cache: a read-your-writes read has just waited for the table, and
@@ -90,7 +98,7 @@ class ProjectQueries:
             if cached is not None:
                 return _view_decoder.decode(cached)
         row = await self.pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM {self.table} WHERE id = $1", project_id
+            f"SELECT {self.columns} FROM {self.table} WHERE id = $1", project_id
         )
         if row is None:
             return None
@@ -125,18 +133,21 @@ class ProjectQueries:
             "($1::text IS NULL OR status = $1) "
             "AND ($2::text IS NULL OR tags @> jsonb_build_array($2::text)) "
             "AND ($3::text IS NULL OR owner_id = $3) "
-            "AND ($4::text IS NULL OR name ILIKE $4)"
+            "AND ($4::text IS NULL OR name ILIKE $4) "
+            f"AND ($5::text IS NULL OR id IN (SELECT project_id FROM {self.members} "
+            "WHERE user_id = $5))"
         )
         arguments = (
             filters.status,
             filters.tag,
             filters.owner_id,
             _like_pattern(filters.q) if filters.q else None,
+            filters.member_id,
         )
         async with self.pool.acquire() as connection:
             rows = await connection.fetch(
-                f"SELECT {_COLUMNS} FROM {self.table} WHERE {where} "
-                "ORDER BY created_at DESC, id LIMIT $5 OFFSET $6",
+                f"SELECT {self.columns} FROM {self.table} WHERE {where} "
+                "ORDER BY created_at DESC, id LIMIT $6 OFFSET $7",
                 *arguments,
                 filters.limit,
                 (filters.page - 1) * filters.limit,
@@ -149,7 +160,7 @@ class ProjectQueries:
     async def warm_cache(self) -> int:
         """Loads the newest active projects into Redis, so the first reads after a start hit."""
         rows = await self.pool.fetch(
-            f"SELECT {_COLUMNS} FROM {self.table} WHERE status = 'active' "
+            f"SELECT {self.columns} FROM {self.table} WHERE status = 'active' "
             "ORDER BY created_at DESC LIMIT $1",
             WARM_UP_LIMIT,
         )

@@ -1,0 +1,8 @@
+"""Each aggregate's stream naming, `evolve` and `decide`, bundled for the command handler."""
+
+from aiplatform.commands import Aggregate
+from aiplatform.domain import projects, roles, users
+
+PROJECTS = Aggregate(stream_id=projects.stream_id, evolve=projects.evolve, decide=projects.decide)
+USERS = Aggregate(stream_id=users.stream_id, evolve=users.evolve, decide=users.decide)
+ROLES = Aggregate(stream_id=roles.stream_id, evolve=roles.evolve, decide=roles.decide)

@@ -1,0 +1,140 @@
+"""Authentication and authorisation of every route.
+
+Each route declares the permission it needs in `opt["permission"]`: `public`, `authenticated`,
+`admin:*`, or a project permission (`project:read`, ...) checked against the caller's role in
+the project named by the `project_id` path parameter. A route that declares nothing is refused:
+forgetting a permission fails closed.
+
+A project the caller cannot read answers 404, exactly like a project that does not exist, so
+ids do not leak; a member without the permission gets 403.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from aiplatform.aggregates import PROJECTS
+from aiplatform.api.services import Services
+from aiplatform.auth.permissions import ADMIN, AUTHENTICATED, PUBLIC
+from aiplatform.auth.tokens import InvalidTokenError, decode_access_token
+from aiplatform.domain.projects import ProjectNotFoundError
+
+# A route with `opt["serves"] = READ_MODEL` answers from the (cached) read model, so its guard
+# checks access on the same view and hands it over as `request.state.project`; every other
+# project route is checked against the project's stream.
+READ_MODEL = "read_model"
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    session_id: str
+    system_role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.system_role == "admin"
+
+
+def declared_permission(route_handler: BaseRouteHandler) -> str:
+    permission = route_handler.opt.get("permission")
+    if not isinstance(permission, str):
+        raise PermissionDeniedException("this route declares no permission, so nobody may call it")
+    return permission
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    services: Services = connection.app.state.services
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthorizedException(
+            "authentication required: send `Authorization: Bearer <access token>` "
+            "(POST /api/v2/auth/token gives one)"
+        )
+    try:
+        claims = decode_access_token(services.settings.require_secret_key(), token.strip())
+    except InvalidTokenError:
+        raise NotAuthorizedException("the access token is invalid or expired") from None
+    standing = await services.standing.of(claims.sub, claims.sid)
+    if standing is None or not standing[0]:
+        raise NotAuthorizedException("this session has ended; log in again")
+    return Principal(user_id=claims.sub, session_id=claims.sid, system_role=standing[1])
+
+
+async def check_project_permission(
+    services: Services,
+    principal: Principal,
+    members: dict[str, str] | None,
+    project_id: str,
+    permission: str,
+) -> None:
+    """Passes if the caller holds `permission` in a project with these `members` (None: no
+    such project). 404 when they cannot even read it, so ids do not leak; 403 otherwise."""
+    if members is None:
+        raise ProjectNotFoundError(project_id)
+    if principal.is_admin:
+        return
+    role = members.get(principal.user_id)
+    if role is None:
+        raise ProjectNotFoundError(project_id)
+    if permission not in await services.roles.permissions(role):
+        raise PermissionDeniedException(f"your role in this project ({role}) lacks {permission}")
+
+
+async def _guard_project(
+    connection: ASGIConnection[Any, Any, Any, Any],
+    principal: Principal,
+    permission: str,
+    serves_read_model: bool,
+) -> None:
+    project_id = connection.path_params.get("project_id")
+    if not isinstance(project_id, uuid.UUID):
+        raise PermissionDeniedException(f"{permission} needs a project in the path")
+    services: Services = connection.app.state.services
+    if not serves_read_model:
+        # Checked against the project's own stream, never against a read model that may not
+        # have caught up with a new project or a revoked member yet.
+        project = await services.commands.current_state(PROJECTS, str(project_id))
+        members = None if project is None or project.deleted else project.members
+        await check_project_permission(services, principal, members, str(project_id), permission)
+        return
+    after = connection.query_params.get("after")
+    waited = await services.read_after(
+        connection, services.projects.read_model, int(after) if after and after.isdigit() else None
+    )
+    view = await services.projects.get(project_id, fresh=waited is not None)
+    await check_project_permission(
+        services, principal, view.members if view else None, str(project_id), permission
+    )
+    connection.state.read_waited = waited
+    connection.state.project = view
+
+
+async def permission_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
+) -> None:
+    permission = declared_permission(route_handler)
+    if permission == PUBLIC:
+        return
+    principal = await authenticate(connection)
+    connection.state.principal = principal
+    if permission == AUTHENTICATED:
+        return
+    if permission == ADMIN:
+        if not principal.is_admin:
+            raise PermissionDeniedException("this needs the admin role")
+        return
+    serves_read_model = route_handler.opt.get("serves") == READ_MODEL
+    await _guard_project(connection, principal, permission, serves_read_model)
+
+
+def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    principal: Principal = request.state.principal
+    return principal

@@ -1,0 +1,270 @@
+"""/api/v2/users: accounts. Admins manage everyone; a user reads and edits their own profile
+and password, and nothing else of theirs (not their role, not their active flag)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+import msgspec
+from litestar import Request, Response, Router, get, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import PermissionDeniedException
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from aiplatform.aggregates import USERS
+from aiplatform.api.context import command_context, if_match_version
+from aiplatform.api.envelope import Envelope, ok, paginated
+from aiplatform.api.errors import RequestError
+from aiplatform.api.guards import Principal, provide_principal
+from aiplatform.api.history import HistoryEvent, history_page
+from aiplatform.api.services import Services, provide_services
+from aiplatform.auth.accounts import create_account, update_account
+from aiplatform.auth.passwords import hash_password, policy_violation, verify_password
+from aiplatform.auth.permissions import ADMIN, AUTHENTICATED
+from aiplatform.commands import CommandResult
+from aiplatform.domain import users as domain
+from aiplatform.domain.users import User
+from aiplatform.eventstore.store import AppendResult
+from aiplatform.queries.users import UserView
+
+Username = Annotated[str, msgspec.Meta(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")]
+Email = Annotated[
+    str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+]
+FullName = Annotated[str, msgspec.Meta(max_length=200)]
+Password = Annotated[str, msgspec.Meta(max_length=1024)]
+SystemRoleField = Literal["admin", "user"]
+
+
+class UserCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    username: Username
+    email: Email
+    password: Password
+    full_name: FullName = ""
+    system_role: SystemRoleField = "user"
+
+
+class UserUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Profile fields for the user themselves; `system_role` and `active` for admins only.
+    Changing one's own password needs `current_password`."""
+
+    email: Email | msgspec.UnsetType = msgspec.UNSET
+    full_name: FullName | msgspec.UnsetType = msgspec.UNSET
+    password: Password | msgspec.UnsetType = msgspec.UNSET
+    current_password: Password | msgspec.UnsetType = msgspec.UNSET
+    system_role: SystemRoleField | msgspec.UnsetType = msgspec.UNSET
+    active: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class UserOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    username: str
+    email: str
+    full_name: str
+    system_role: str
+    active: bool
+    version: int
+    last_login_at: datetime | None = None
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(
+        id=uuid.UUID(user.user_id),
+        username=user.username,
+        email=user.email,
+        full_name=user.full_name,
+        system_role=user.system_role,
+        active=user.active,
+        version=user.version,
+    )
+
+
+def _check_password(password: str, username: str) -> None:
+    problem = policy_violation(password, username)
+    if problem is not None:
+        raise RequestError(problem, field="password", status_code=422)
+
+
+def _write_response(result: CommandResult[User], status_code: int = 200) -> Response[Any]:
+    assert result.state is not None
+    meta: dict[str, Any] = {"version": result.stream_version, "replayed": result.duplicate}
+    headers = {"ETag": f'"{result.stream_version}"'}
+    if result.position is not None:
+        meta["position"] = result.position
+        headers["X-Event-Position"] = str(result.position)
+    return Response(ok(user_out(result.state), meta), status_code=status_code, headers=headers)
+
+
+@get("/", operation_id="ListUsers", summary="List users", opt={"permission": ADMIN})
+async def list_users(
+    services: NamedDependency[Services],
+    q: Annotated[str | None, QueryParameter(max_length=255)] = None,
+    page: Annotated[int, QueryParameter(ge=1)] = 1,
+    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+) -> Envelope[list[UserView]]:
+    users, total = await services.users.list(q=q, page=page, limit=limit)
+    return paginated(users, total=total, page=page, limit=limit)
+
+
+@post("/", operation_id="CreateUser", summary="Create a user", opt={"permission": ADMIN})
+async def create_user(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    data: JSONBody[UserCreate],
+) -> Response[Any]:
+    _check_password(data.password, data.username)
+    context = await command_context(request)
+    user_id = str(uuid.uuid4())
+    password_hash = hash_password(data.password)
+
+    async def claim(connection: asyncpg.Connection, _: AppendResult) -> None:
+        await create_account(
+            connection,
+            user_id=user_id,
+            username=data.username,
+            email=data.email,
+            password_hash=password_hash,
+            system_role=data.system_role,
+        )
+
+    command = domain.RegisterUser(
+        user_id=user_id,
+        username=data.username,
+        email=data.email,
+        full_name=data.full_name,
+        system_role=data.system_role,
+    )
+    result = await services.commands.handle(
+        USERS, user_id, command, context, new_stream=True, in_transaction=claim
+    )
+    return _write_response(result, status_code=201)
+
+
+def _may_see(principal: Principal, user_id: uuid.UUID) -> None:
+    if not principal.is_admin and principal.user_id != str(user_id):
+        raise PermissionDeniedException("only admins may read or change other users")
+
+
+@get(
+    "/{user_id:uuid}",
+    operation_id="GetUser",
+    summary="Get a user",
+    opt={"permission": AUTHENTICATED},
+)
+async def get_user(
+    services: NamedDependency[Services],
+    principal: NamedDependency[Principal],
+    user_id: FromPath[uuid.UUID],
+) -> Envelope[UserOut]:
+    _may_see(principal, user_id)
+    user = await services.commands.current_state(USERS, str(user_id))
+    if user is None:
+        raise domain.UserNotFoundError(str(user_id))
+    view = await services.users.get(user_id)
+    out = user_out(user)
+    if view is not None:
+        out = msgspec.structs.replace(out, last_login_at=view.last_login_at)
+    return ok(out)
+
+
+@put(
+    "/{user_id:uuid}",
+    operation_id="UpdateUser",
+    summary="Update a user",
+    opt={"permission": AUTHENTICATED},
+)
+async def update_user(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    principal: NamedDependency[Principal],
+    user_id: FromPath[uuid.UUID],
+    data: JSONBody[UserUpdate],
+) -> Response[Any]:
+    _may_see(principal, user_id)
+    if not principal.is_admin and (
+        data.system_role is not msgspec.UNSET or data.active is not msgspec.UNSET
+    ):
+        raise PermissionDeniedException("only admins may change a role or deactivate a user")
+    account = await services.accounts.by_id(str(user_id))
+    if account is None:
+        raise domain.UserNotFoundError(str(user_id))
+    password_hash = None
+    if isinstance(data.password, str):
+        _check_password(data.password, account.username)
+        changing_own = principal.user_id == str(user_id)
+        if changing_own and not (
+            isinstance(data.current_password, str)
+            and verify_password(account.password_hash, data.current_password)
+        ):
+            raise RequestError(
+                "current_password is missing or wrong", field="current_password", status_code=422
+            )
+        password_hash = hash_password(data.password)
+
+    async def apply(connection: asyncpg.Connection, _: AppendResult) -> None:
+        await update_account(
+            connection,
+            str(user_id),
+            email=data.email if isinstance(data.email, str) else None,
+            password_hash=password_hash,
+            system_role=data.system_role if isinstance(data.system_role, str) else None,
+            active=data.active if isinstance(data.active, bool) else None,
+        )
+
+    command = domain.UpdateUser(
+        user_id=str(user_id),
+        expected_version=if_match_version(request),
+        email=data.email,
+        full_name=data.full_name,
+        system_role=data.system_role,
+        active=data.active,
+        password_changed=password_hash is not None,
+    )
+    result = await services.commands.handle(
+        USERS,
+        str(user_id),
+        command,
+        await command_context(request),
+        retry_on_conflict=command.expected_version is None,
+        in_transaction=apply,
+    )
+    user = result.state
+    assert user is not None
+    await services.standing.user_changed(user.user_id, user.active, user.system_role)
+    if password_hash is not None or not user.active:
+        await services.standing.sessions_ended(await services.accounts.session_ids(user.user_id))
+    return _write_response(result)
+
+
+@get(
+    "/{user_id:uuid}/history",
+    operation_id="GetUserHistory",
+    summary="A user's events, oldest first",
+    opt={"permission": ADMIN},
+)
+async def user_history(
+    services: NamedDependency[Services],
+    user_id: FromPath[uuid.UUID],
+    page: Annotated[int, QueryParameter(ge=1)] = 1,
+    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+) -> Envelope[list[HistoryEvent]]:
+    envelope = await history_page(services.store, domain.stream_id(str(user_id)), page, limit)
+    if envelope.meta is not None and envelope.meta["total"] == 0:
+        raise domain.UserNotFoundError(str(user_id))
+    return envelope
+
+
+def users_router() -> Router:
+    return Router(
+        path="/users",
+        route_handlers=[list_users, create_user, get_user, update_user, user_history],
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
+        tags=["users"],
+    )

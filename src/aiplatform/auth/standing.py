@@ -1,0 +1,56 @@
+"""Is a token's session still live, is its user still active, and what is the user's system
+role now? Asked on every authenticated request, so it is answered from Redis (one MGET) and
+falls back to PostgreSQL. Writers overwrite the entries; readers fill only absent ones, so a
+reader that raced a revocation cannot bring a session back."""
+
+from __future__ import annotations
+
+from aiplatform.auth.accounts import Accounts
+from aiplatform.cache import TTL_SESSION, Cache
+
+
+class Standing:
+    def __init__(self, accounts: Accounts, cache: Cache):
+        self.accounts = accounts
+        self.cache = cache
+
+    def _user_key(self, user_id: str) -> str:
+        return self.cache.key("auth", "user", user_id)
+
+    def _session_key(self, session_id: str) -> str:
+        return self.cache.key("auth", "session", session_id)
+
+    async def of(self, user_id: str, session_id: str) -> tuple[bool, str] | None:
+        """(live, system role), or None for an unknown user or session."""
+        user, session = await self.cache.get_many(
+            [self._user_key(user_id), self._session_key(session_id)]
+        )
+        if user is not None and session is not None:
+            active_flag, _, cached_role = user.decode().partition("|")
+            return active_flag == "1" and session == b"1", cached_role
+        known = await self.accounts.standing(user_id, session_id)
+        if known is None:
+            return None
+        session_live, active, role = known
+        await self.cache.set(
+            self._user_key(user_id),
+            f"{int(active)}|{role}".encode(),
+            TTL_SESSION,
+            only_if_absent=True,
+        )
+        await self.cache.set(
+            self._session_key(session_id),
+            b"1" if session_live else b"0",
+            TTL_SESSION,
+            only_if_absent=True,
+        )
+        return session_live and active, role
+
+    async def user_changed(self, user_id: str, active: bool, system_role: str) -> None:
+        await self.cache.set(
+            self._user_key(user_id), f"{int(active)}|{system_role}".encode(), TTL_SESSION
+        )
+
+    async def sessions_ended(self, session_ids: list[str]) -> None:
+        for session_id in session_ids:
+            await self.cache.set(self._session_key(session_id), b"0", TTL_SESSION)
