@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import sys
 import uuid
@@ -97,16 +96,22 @@ async def run_random_writers(pool: asyncpg.Pool, delays_ms: list[int]) -> dict[s
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(delays_ms=st.lists(st.integers(min_value=0, max_value=60), min_size=2, max_size=12))
+@given(
+    delays_ms=st.lists(st.integers(min_value=0, max_value=60), min_size=2, max_size=12),
+    batch_sizes=st.lists(st.sampled_from([1, 3, 100]), min_size=1, max_size=5),
+)
 async def test_a_projector_racing_slow_writers_sees_every_event_exactly_once(
-    pool: asyncpg.Pool, delays_ms: list[int]
+    pool: asyncpg.Pool, delays_ms: list[int], batch_sizes: list[int]
 ) -> None:
     projector = await new_probe(pool)
     done = asyncio.Event()
 
     async def project_while_writing() -> None:
+        turn = 0
         while not done.is_set():
-            await project_batch(pool, projector, NO_CACHE, batch_size=random.choice([1, 3, 100]))
+            batch_size = batch_sizes[turn % len(batch_sizes)]
+            await project_batch(pool, projector, NO_CACHE, batch_size=batch_size)
+            turn += 1
             await asyncio.sleep(0)
 
     racing = asyncio.create_task(project_while_writing())

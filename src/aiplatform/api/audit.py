@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Router, get
 from litestar.di import NamedDependency, Provide
-from litestar.params import QueryParameter
+from litestar.params import FromQuery, QueryParameter
 
 from aiplatform.api.envelope import Envelope, paginated
 from aiplatform.api.errors import RequestError
@@ -65,8 +65,8 @@ async def list_audit(
     actor_id: Annotated[str | None, QueryParameter(max_length=255)] = None,
     resource_type: Annotated[str | None, QueryParameter(max_length=50)] = None,
     resource_id: Annotated[str | None, QueryParameter(max_length=255)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: FromQuery[datetime | None] = None,
+    until: FromQuery[datetime | None] = None,
     page: Annotated[int, QueryParameter(ge=1)] = 1,
     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
 ) -> Envelope[list[AuditEntry]]:
