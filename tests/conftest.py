@@ -143,3 +143,22 @@ async def client(
     async with AsyncTestClient(app=create_app(settings)) as test_client:
         test_client.headers.update(await login(test_client, "root", ADMIN_PASSWORD))
         yield test_client
+
+
+async def make_user(
+    client: AsyncTestClient[Litestar], *, system_role: str = "user"
+) -> tuple[str, str, str]:
+    """Creates a user through the API (as the admin `client`); returns id, username, password."""
+    username = f"u{uuid.uuid4().hex[:10]}"
+    password = f"pw-{uuid.uuid4().hex[:12]}"
+    response = await client.post(
+        "/api/v2/users",
+        json={
+            "username": username,
+            "email": f"{username}@example.com",
+            "password": password,
+            "system_role": system_role,
+        },
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["data"]["id"], username, password

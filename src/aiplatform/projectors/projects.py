@@ -9,6 +9,8 @@ import msgspec
 
 from aiplatform.cache import TTL_PROJECT, Cache, VersionedEntry
 from aiplatform.domain.projects import (
+    MemberGranted,
+    MemberRevoked,
     ProjectArchived,
     ProjectCreated,
     ProjectDeleted,
@@ -47,6 +49,8 @@ class ProjectsProjector:
             ProjectArchived,
             ProjectRestored,
             ProjectDeleted,
+            MemberGranted,
+            MemberRevoked,
         )
     )
 
@@ -111,6 +115,27 @@ class ProjectsProjector:
                 await connection.execute(
                     f"DELETE FROM {self.table} WHERE id = $1", event.project_id
                 )
+                await connection.execute(
+                    f"DELETE FROM {self.members} WHERE project_id = $1", event.project_id
+                )
+            case MemberGranted():
+                await connection.execute(
+                    f"INSERT INTO {self.members} (project_id, user_id, role, granted_at) "
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT (project_id, user_id) "
+                    "DO UPDATE SET role = excluded.role, granted_at = excluded.granted_at",
+                    event.project_id,
+                    event.user_id,
+                    event.role,
+                    recorded.recorded_at,
+                )
+                await self._touch(connection, recorded)
+            case MemberRevoked():
+                await connection.execute(
+                    f"DELETE FROM {self.members} WHERE project_id = $1 AND user_id = $2",
+                    event.project_id,
+                    event.user_id,
+                )
+                await self._touch(connection, recorded)
 
     async def _touch(self, connection: asyncpg.Connection, recorded: RecordedEvent) -> None:
         """Membership is part of the project: its version moves with every member change."""

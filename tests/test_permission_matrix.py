@@ -1,0 +1,367 @@
+"""Every operation of the OpenAPI schema, called by five callers, answers as the permission its
+route declares says it must:
+
+- anonymous (no token), a viewer and a developer of project P, the owner of another project Q
+  (no member of P), and an admin (no member of P either: P belongs to a sixth user);
+- `public`: never 401/403; `authenticated`: anonymous 401, the others through; `admin:*`:
+  anonymous 401, non-admins 403, the admin through; a project permission: anonymous 401, the
+  owner of Q 404 (exactly like a project that does not exist), the viewer and the developer
+  through when their built-in role grants it and 403 otherwise, the admin through.
+
+"Through" means the guard let the call reach its handler: neither 401 nor 403 nor 404 (nor a
+5xx). Calls that change things run on throwaway resources (a fresh copy of P, a fresh login for
+logout), so no call can change what a later one finds. Every mismatch is collected and listed.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+from litestar.testing import AsyncTestClient
+
+from aiplatform.auth.permissions import (
+    ADMIN,
+    AUTHENTICATED,
+    BUILTIN_PROJECT_ROLES,
+    PROJECT_PERMISSIONS,
+    PUBLIC,
+)
+from conftest import ADMIN_PASSWORD, login
+
+Client = AsyncTestClient[Litestar]
+
+ANONYMOUS = "anonymous"
+VIEWER = "viewer"
+DEVELOPER = "developer"
+OTHER_OWNER = "owner of Q"
+ADMIN_CALLER = "admin"
+CALLERS = (ANONYMOUS, VIEWER, DEVELOPER, OTHER_OWNER, ADMIN_CALLER)
+# The built-in project role each member caller holds in P.
+ROLE_IN_P = {VIEWER: "viewer", DEVELOPER: "developer"}
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+ALLOWED = "through"
+# The messages of the guard's own 401s (guards.authenticate): a 401 from the login or refresh
+# handler for bad credentials is an answer of the handler, one of these is the guard refusing.
+GUARD_401_MESSAGES = ("authentication required", "access token is invalid", "session has ended")
+# Public routes whose handler answers 401 for bad credentials.
+CREDENTIAL_ROUTES = {"CreateToken", "RefreshToken"}
+# `authenticated` routes whose handler lets a non-admin see only their own user: checked once
+# more on another user's id, where only that user and the admin get through.
+SELF_ONLY_USER_ROUTES = {"GetUser", "UpdateUser"}
+# Operations that change the project in their path run on a fresh copy of P.
+READ_METHODS = {"GET"}
+
+
+@dataclass
+class User:
+    id: str
+    username: str
+    password: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class World:
+    client: Client
+    admin: User
+    users: dict[str, User]
+    p_owner: User
+    project_p: str
+    p_position: int
+    mismatches: list[str] = field(default_factory=list)
+    checked: int = 0
+
+    def user(self, caller: str) -> User:
+        return self.admin if caller == ADMIN_CALLER else self.users[caller]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    permission: str
+    path_parameters: tuple[str, ...]
+    query_parameters: tuple[str, ...]
+    has_body: bool
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} ({self.operation_id}, {self.permission})"
+
+
+# Request bodies: a minimal valid one per operation that takes one ---------------------------
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def _user_body() -> dict[str, Any]:
+    username = _unique("m")
+    return {
+        "username": username,
+        "email": f"{username}@example.com",
+        "password": f"pw-{uuid.uuid4().hex[:12]}",
+    }
+
+
+Body = Callable[[World, str], Any]
+BODIES: dict[str, Body] = {
+    # Real credentials: a wrong password would count against the login rate limit.
+    "CreateToken": lambda world, _caller: {
+        "username": world.users[VIEWER].username,
+        "password": world.users[VIEWER].password,
+    },
+    "RefreshToken": lambda _world, _caller: {"refresh_token": "not-a-refresh-token"},
+    "CreateProject": lambda _world, _caller: {"name": "permission matrix probe"},
+    "UpdateProject": lambda _world, _caller: {"description": "changed by the permission matrix"},
+    "GrantProjectMember": lambda world, _caller: {
+        "user_id": world.users[VIEWER].id,
+        "role": "developer",
+    },
+    "CreateUser": lambda _world, _caller: _user_body(),
+    "UpdateUser": lambda _world, _caller: {"full_name": "Permission Matrix"},
+    "CreateRole": lambda _world, _caller: {
+        "name": _unique("matrix-"),
+        "permissions": ["project:read"],
+    },
+}
+
+
+# The operations and what each declares ------------------------------------------------------
+
+
+def _openapi_path(route_path: str) -> str:
+    """`/projects/{project_id:uuid}` as OpenAPI writes it: `/projects/{project_id}`."""
+    return re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route_path)
+
+
+def declared_permissions(app: Litestar) -> dict[tuple[str, str], tuple[str | None, Any]]:
+    """(OpenAPI path, METHOD) -> (the handler's operation_id, its opt["permission"])."""
+    declared: dict[tuple[str, str], tuple[str | None, Any]] = {}
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            operation_id = handler.operation_id if isinstance(handler.operation_id, str) else None
+            for method in handler.http_methods:
+                key = (_openapi_path(route.path), method.upper())
+                declared[key] = (operation_id, handler.opt.get("permission"))
+    return declared
+
+
+def operations(schema: dict[str, Any], app: Litestar, problems: list[str]) -> list[Operation]:
+    declared = declared_permissions(app)
+    known = {PUBLIC, AUTHENTICATED, ADMIN, *PROJECT_PERMISSIONS}
+    found: list[Operation] = []
+    for path, item in schema["paths"].items():
+        for method in HTTP_METHODS:
+            spec = item.get(method)
+            if spec is None:
+                continue
+            operation_id = spec.get("operationId", f"{method.upper()} {path}")
+            handler_id, permission = declared.get((path, method.upper()), (None, None))
+            where = f"{method.upper()} {path} ({operation_id})"
+            if handler_id is not None and handler_id != operation_id:
+                problems.append(f"{where}: the handler's operation_id is {handler_id}")
+            if not isinstance(permission, str):
+                problems.append(f"{where}: declares no permission")
+                continue
+            if permission not in known:
+                problems.append(f"{where}: declares an unknown permission {permission!r}")
+                continue
+            parameters = [*item.get("parameters", []), *spec.get("parameters", [])]
+            has_body = "requestBody" in spec or operation_id in BODIES
+            if has_body and operation_id not in BODIES:
+                problems.append(f"{where}: takes a body, but BODIES has none for it")
+                continue
+            found.append(
+                Operation(
+                    method=method.upper(),
+                    path=path,
+                    operation_id=operation_id,
+                    permission=permission,
+                    path_parameters=tuple(p["name"] for p in parameters if p["in"] == "path"),
+                    query_parameters=tuple(p["name"] for p in parameters if p["in"] == "query"),
+                    has_body=has_body,
+                )
+            )
+    return found
+
+
+def expected(permission: str, caller: str) -> str | int:
+    """ALLOWED, or the status the guard must answer with."""
+    if permission == PUBLIC:
+        return ALLOWED
+    if caller == ANONYMOUS:
+        return 401
+    if permission == AUTHENTICATED or caller == ADMIN_CALLER:
+        return ALLOWED
+    if permission == ADMIN:
+        return 403
+    if caller == OTHER_OWNER:
+        return 404
+    return ALLOWED if permission in BUILTIN_PROJECT_ROLES[ROLE_IN_P[caller]] else 403
+
+
+_CODES = {401: "not_authenticated", 403: "forbidden", 404: "not_found"}
+
+
+def verdict(operation: Operation, want: str | int, status: int, body: Any) -> str | None:
+    """None when the answer is the expected one, else what is wrong with it."""
+    error = body.get("error") if isinstance(body, dict) else None
+    meta = body.get("meta") if isinstance(body, dict) else None
+    code = meta.get("code") if isinstance(meta, dict) else None
+    got = f"got {status} {code or ''} {error or ''}".rstrip()
+    if status >= 500:
+        return f"expected {want}, {got}"
+    if want == ALLOWED:
+        if status == 401 and operation.operation_id in CREDENTIAL_ROUTES:
+            guard_said_it = any(m in str(error) for m in GUARD_401_MESSAGES)
+            if code == "not_authenticated" and not guard_said_it:
+                return None
+        if status in (401, 403) or (status == 404 and operation.permission != PUBLIC):
+            return f"expected the call to get through the guard, {got}"
+        return None
+    if status != want or code != _CODES[int(want)]:
+        return f"expected {want} {_CODES[int(want)]}, {got}"
+    return None
+
+
+# Setting up the callers and the projects ----------------------------------------------------
+
+
+async def create_user(client: Client, admin_headers: dict[str, str]) -> User:
+    body = _user_body()
+    response = await client.post("/api/v2/users", json=body, headers=admin_headers)
+    assert response.status_code == 201, response.text
+    user = User(id=response.json()["data"]["id"], username=body["username"], password=body["password"])
+    user.headers = await login(client, user.username, user.password)
+    return user
+
+
+async def create_project(
+    client: Client, owner: User, members: dict[str, str]
+) -> tuple[str, int]:
+    """A project of `owner` with these members (user id -> role); (its id, the position of
+    its last event)."""
+    response = await client.post(
+        "/api/v2/projects", json={"name": _unique("matrix ")}, headers=owner.headers
+    )
+    assert response.status_code == 201, response.text
+    project_id = response.json()["data"]["id"]
+    position = response.json()["meta"]["position"]
+    for user_id, role in members.items():
+        response = await client.post(
+            f"/api/v2/projects/{project_id}/members",
+            json={"user_id": user_id, "role": role},
+            headers=owner.headers,
+        )
+        assert response.status_code == 200, response.text
+        position = response.json()["meta"]["position"]
+    return project_id, position
+
+
+async def make_world(client: Client) -> World:
+    admin_headers = await login(client, "root", ADMIN_PASSWORD)
+    me = await client.get("/api/v2/auth/me", headers=admin_headers)
+    assert me.status_code == 200, me.text
+    admin = User(id=me.json()["data"]["id"], username="root", password=ADMIN_PASSWORD)
+    admin.headers = admin_headers
+    users = {
+        caller: await create_user(client, admin_headers)
+        for caller in (VIEWER, DEVELOPER, OTHER_OWNER)
+    }
+    p_owner = await create_user(client, admin_headers)
+    await create_project(client, users[OTHER_OWNER], {})  # Q
+    world = World(
+        client=client, admin=admin, users=users, p_owner=p_owner, project_p="", p_position=0
+    )
+    world.project_p, world.p_position = await create_project(client, p_owner, p_members(world))
+    return world
+
+
+def p_members(world: World) -> dict[str, str]:
+    return {world.users[caller].id: role for caller, role in ROLE_IN_P.items()}
+
+
+# Calling ------------------------------------------------------------------------------------
+
+
+async def call(
+    world: World, operation: Operation, caller: str, user_id_override: str | None = None
+) -> None:
+    client = world.client
+    headers: dict[str, str] = {}
+    if caller != ANONYMOUS:
+        user = world.user(caller)
+        headers = user.headers
+        if operation.operation_id == "Logout":  # ends the session: log in afresh for it
+            headers = await login(client, user.username, user.password)
+    project_id, position = world.project_p, world.p_position
+    if "project_id" in operation.path_parameters and operation.method not in READ_METHODS:
+        project_id, position = await create_project(client, world.p_owner, p_members(world))
+    values: dict[str, str] = {}
+    for name in operation.path_parameters:
+        if name == "project_id":
+            values[name] = project_id
+        elif name == "user_id" and "project_id" in operation.path_parameters:
+            values[name] = world.users[VIEWER].id  # a member of the project
+        elif name == "user_id":
+            own = world.users[VIEWER] if caller == ANONYMOUS else world.user(caller)
+            values[name] = user_id_override or own.id
+        elif name == "path":
+            values[name] = "openapi.yaml"
+        else:
+            world.mismatches.append(f"{operation}: no value for path parameter {name!r}")
+            return
+    url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], operation.path)
+    params = {"after": str(position)} if "after" in operation.query_parameters else {}
+    body = BODIES[operation.operation_id](world, caller) if operation.has_body else None
+    response = await client.request(
+        operation.method, url, params=params, json=body, headers=headers
+    )
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    want = expected(operation.permission, caller)
+    if user_id_override is not None and caller not in (VIEWER, ADMIN_CALLER, ANONYMOUS):
+        want = 403  # another user's account: only its owner and admins
+    world.checked += 1
+    problem = verdict(operation, want, response.status_code, answer)
+    if problem is not None:
+        on = f" on user {user_id_override}" if user_id_override else ""
+        world.mismatches.append(f"{caller:<10} {operation}{on}: {problem}")
+
+
+async def test_every_operation_answers_each_caller_as_its_declared_permission_says(
+    anonymous: Client, admin_id: str
+) -> None:
+    response = await anonymous.get("/schema/openapi.json")
+    assert response.status_code == 200, response.text
+    problems: list[str] = []
+    found = operations(response.json(), anonymous.app, problems)
+    assert not problems, "operations the matrix cannot check:\n" + "\n".join(problems)
+    assert len(found) >= 20, found
+
+    world = await make_world(anonymous)
+    for operation in found:
+        for caller in CALLERS:
+            await call(world, operation, caller)
+        if operation.operation_id in SELF_ONLY_USER_ROUTES:
+            for caller in CALLERS:
+                await call(world, operation, caller, user_id_override=world.users[VIEWER].id)
+
+    assert world.checked >= len(found) * len(CALLERS)
+    assert not world.mismatches, (
+        f"{len(world.mismatches)} of {world.checked} calls answered wrongly:\n"
+        + "\n".join(world.mismatches)
+    )
