@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -61,7 +62,8 @@ async def test_the_oauth2_password_form_gets_a_bare_oauth2_answer(
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer"
-    assert body["access_token"] and body["refresh_token"]
+    assert body["access_token"]
+    assert body["refresh_token"]
 
 
 async def test_wrong_password_and_unknown_user_get_the_same_answer_in_similar_time(
@@ -222,9 +224,10 @@ async def test_login_is_an_event_with_ip_and_user_agent_and_sets_last_login(
     assert last_login is not None
 
 
-async def test_no_password_hash_or_token_is_ever_in_an_event_or_a_response(
-    client: Client, anonymous: Client, pool: asyncpg.Pool
+async def test_no_password_hash_or_token_is_ever_in_an_event_a_response_or_a_log(
+    client: Client, anonymous: Client, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     user_id, username, password = await make_user(client)
     pair = await token_pair(anonymous, username, password)
     await client.put(f"/api/v2/users/{user_id}", json={"password": "Another-pass-9"})
@@ -246,6 +249,12 @@ async def test_no_password_hash_or_token_is_ever_in_an_event_or_a_response(
     for row in stored:
         for secret in secrets:
             assert secret not in row["text"]
+    await anonymous.post("/api/v2/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    await anonymous.post("/api/v2/auth/token", json={"username": username, "password": password})
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert logged  # the capture works
+    for secret in secrets:
+        assert secret not in logged
 
 
 async def test_a_user_cannot_make_themselves_admin(client: Client, anonymous: Client) -> None:

@@ -171,3 +171,54 @@ def test_a_bad_setting_is_a_clear_message_not_a_traceback() -> None:
     assert result.returncode == 2
     assert b"must start with postgresql://" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_create_admin_creates_or_promotes_and_never_prints_the_password(settings: Settings) -> None:
+    env = {**os.environ, "AIPLATFORM_DATABASE_URL": settings.require_database_url()}
+    password = "Cli-admin-pass-42"
+    username = f"cliadmin{os.getpid()}"
+    outputs = []
+    for _ in range(2):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aiplatform",
+                "create-admin",
+                "--username",
+                username,
+                "--password",
+                password,
+                "--email",
+                f"{username}@example.com",
+            ],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        outputs.append(result.stdout.decode() + result.stderr.decode())
+    assert "created" in outputs[0]
+    assert "promoted" in outputs[1]
+    assert all(password not in output for output in outputs)
+    weak = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aiplatform",
+            "create-admin",
+            "--username",
+            "weak" + username,
+            "--password",
+            "short",
+            "--email",
+            "w@example.com",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert weak.returncode == 2
+    assert b"at least 10 characters" in weak.stderr
+    assert b"Traceback" not in weak.stderr
