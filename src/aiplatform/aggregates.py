@@ -1,8 +1,11 @@
 """Each aggregate's stream naming, `evolve` and `decide`, bundled for the command handler."""
 
 from aiplatform.commands import Aggregate
-from aiplatform.domain import projects, roles, users
+from aiplatform.domain import experiments, projects, roles, users
 
 PROJECTS = Aggregate(stream_id=projects.stream_id, evolve=projects.evolve, decide=projects.decide)
 USERS = Aggregate(stream_id=users.stream_id, evolve=users.evolve, decide=users.decide)
 ROLES = Aggregate(stream_id=roles.stream_id, evolve=roles.evolve, decide=roles.decide)
+EXPERIMENTS = Aggregate(
+    stream_id=experiments.stream_id, evolve=experiments.evolve, decide=experiments.decide
+)

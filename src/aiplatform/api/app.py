@@ -16,6 +16,7 @@ from aiplatform.api.audit import audit_router
 from aiplatform.api.auth import auth_router
 from aiplatform.api.context import request_id_middleware
 from aiplatform.api.errors import EXCEPTION_HANDLERS
+from aiplatform.api.experiments import experiments_router
 from aiplatform.api.guards import permission_guard
 from aiplatform.api.health import health, ready
 from aiplatform.api.projects import projects_router
@@ -32,6 +33,7 @@ from aiplatform.config import Settings
 from aiplatform.eventstore.store import EventStore, create_pool
 from aiplatform.projectors.read_models import install
 from aiplatform.projectors.registry import all_projectors
+from aiplatform.queries.experiments import ExperimentQueries
 from aiplatform.queries.projects import ProjectQueries
 from aiplatform.queries.roles import RoleQueries
 from aiplatform.queries.users import UserQueries
@@ -65,6 +67,7 @@ async def start_services(settings: Settings) -> Services:
         commands=CommandHandler(store, listeners=[waker.on_append]),
         projects=ProjectQueries(pool, cache),
         users=UserQueries(pool),
+        experiments=ExperimentQueries(pool),
         roles=RoleQueries(pool),
         accounts=accounts,
         standing=Standing(accounts, cache),
@@ -99,6 +102,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             auth_router(),
             projects_router(),
+            experiments_router(),
             users_router(),
             roles_router(),
             audit_router(),

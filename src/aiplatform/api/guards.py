@@ -17,13 +17,18 @@ from typing import Any
 import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import (
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
 from litestar.handlers.base import BaseRouteHandler
 
-from aiplatform.aggregates import PROJECTS
+from aiplatform.aggregates import EXPERIMENTS, PROJECTS
 from aiplatform.api.services import Services
 from aiplatform.auth.permissions import ADMIN, AUTHENTICATED, PUBLIC
 from aiplatform.auth.tokens import InvalidTokenError, decode_access_token
+from aiplatform.domain.experiments import ExperimentNotFoundError
 from aiplatform.domain.projects import ProjectNotFoundError
 
 # A route with `opt["serves"] = READ_MODEL` answers from the (cached) read model, so its guard
@@ -94,16 +99,20 @@ async def _guard_project(
     permission: str,
     serves_read_model: bool,
 ) -> None:
-    project_id = connection.path_params.get("project_id")
-    if not isinstance(project_id, uuid.UUID):
-        raise PermissionDeniedException(f"{permission} needs a project in the path")
     services: Services = connection.app.state.services
+    project_id = await _project_id(connection, services)
+    if project_id is None:
+        raise ValidationException(
+            "project_id is required (in the query string or the JSON body)",
+            extra=[{"key": "project_id", "message": "required", "source": "query"}],
+        )
     if not serves_read_model:
         # Checked against the project's own stream, never against a read model that may not
         # have caught up with a new project or a revoked member yet.
         project = await services.commands.current_state(PROJECTS, str(project_id))
         members = None if project is None or project.deleted else project.members
         await check_project_permission(services, principal, members, str(project_id), permission)
+        connection.state.project_state = project
         return
     after = connection.query_params.get("after")
     waited = await services.read_after(
@@ -133,6 +142,37 @@ async def permission_guard(
         return
     serves_read_model = route_handler.opt.get("serves") == READ_MODEL
     await _guard_project(connection, principal, permission, serves_read_model)
+
+
+async def _project_id(
+    connection: ASGIConnection[Any, Any, Any, Any], services: Services
+) -> uuid.UUID | None:
+    """The project a request acts in: named in the path, owning the resource in the path, or
+    named by a `project_id` query parameter or JSON body field."""
+    path_project = connection.path_params.get("project_id")
+    if isinstance(path_project, uuid.UUID):
+        return path_project
+    experiment_id = connection.path_params.get("experiment_id")
+    if isinstance(experiment_id, uuid.UUID):
+        experiment = await services.commands.current_state(EXPERIMENTS, str(experiment_id))
+        if experiment is None:
+            raise ExperimentNotFoundError(str(experiment_id))
+        return uuid.UUID(experiment.project_id)
+    named = connection.query_params.get("project_id")
+    if named is None and isinstance(connection, Request) and _is_json(connection):
+        try:
+            body = msgspec.json.decode(await connection.body())
+        except msgspec.DecodeError:
+            raise ValidationException("the body is not valid JSON") from None
+        named = body.get("project_id") if isinstance(body, dict) else None
+    try:
+        return uuid.UUID(str(named)) if named is not None else None
+    except ValueError:
+        raise ValidationException(f"project_id must be a UUID, got {named!r}") from None
+
+
+def _is_json(request: Request[Any, Any, Any]) -> bool:
+    return request.method in ("POST", "PUT") and request.content_type[0] == "application/json"
 
 
 def provide_principal(request: Request[Any, Any, Any]) -> Principal:

@@ -17,6 +17,7 @@ from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import READ_MODEL, Principal, provide_principal
 from aiplatform.api.history import HistoryEvent, history_page
+from aiplatform.api.responses import write_response
 from aiplatform.api.services import Services, provide_services
 from aiplatform.auth.permissions import (
     AUTHENTICATED,
@@ -88,19 +89,6 @@ def _view(result: CommandResult[Project]) -> ProjectView:
     )
 
 
-def _write_response(
-    result: CommandResult[Any], data: Any, status_code: int = 200
-) -> Response[Envelope[Any]]:
-    """Writes return the resource with its version (also as ETag) and the position a read can
-    pass as `after` to see this write."""
-    headers = {"ETag": f'"{result.stream_version}"'}
-    meta: dict[str, Any] = {"version": result.stream_version, "replayed": result.duplicate}
-    if result.position is not None:
-        headers["X-Event-Position"] = str(result.position)
-        meta["position"] = result.position
-    return Response(ok(data, meta), status_code=status_code, headers=headers)
-
-
 @get(
     "/",
     operation_id="ListProjects",
@@ -163,7 +151,7 @@ async def create_project(
     result = await services.commands.handle(
         PROJECTS, project_id, command, context, retry_on_conflict=False, new_stream=True
     )
-    return _write_response(result, _view(result), status_code=201)
+    return write_response(result, _view(result), status_code=201)
 
 
 @get(
@@ -210,7 +198,7 @@ async def update_project(
     result = await services.commands.handle(
         PROJECTS, str(project_id), command, context, retry_on_conflict=expected is None
     )
-    return _write_response(result, _view(result))
+    return write_response(result, _view(result))
 
 
 @post(
@@ -231,7 +219,7 @@ async def archive_project(
     result = await services.commands.handle(
         PROJECTS, str(project_id), command, context, retry_on_conflict=expected is None
     )
-    return _write_response(result, _view(result))
+    return write_response(result, _view(result))
 
 
 @delete(
@@ -252,7 +240,7 @@ async def delete_project(
     result = await services.commands.handle(
         PROJECTS, str(project_id), command, context, retry_on_conflict=expected is None
     )
-    return _write_response(result, ProjectDeletion(id=project_id, version=result.stream_version))
+    return write_response(result, ProjectDeletion(id=project_id, version=result.stream_version))
 
 
 @get(
@@ -305,7 +293,7 @@ async def grant_member(
     result = await services.commands.handle(
         PROJECTS, str(project_id), command, await command_context(request)
     )
-    return _write_response(result, _view(result))
+    return write_response(result, _view(result))
 
 
 @delete(
@@ -325,7 +313,7 @@ async def revoke_member(
     result = await services.commands.handle(
         PROJECTS, str(project_id), command, await command_context(request)
     )
-    return _write_response(result, _view(result))
+    return write_response(result, _view(result))
 
 
 def projects_router() -> Router:

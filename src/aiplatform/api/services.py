@@ -20,6 +20,7 @@ from aiplatform.config import Settings
 from aiplatform.eventstore.store import EventStore
 from aiplatform.projectors.progress import wait_until_projected
 from aiplatform.projectors.read_models import ReadModel
+from aiplatform.queries.experiments import ExperimentQueries
 from aiplatform.queries.projects import ProjectQueries
 from aiplatform.queries.roles import RoleQueries
 from aiplatform.queries.users import UserQueries
@@ -35,6 +36,7 @@ class Services:
     commands: CommandHandler
     projects: ProjectQueries
     users: UserQueries
+    experiments: ExperimentQueries
     roles: RoleQueries
     accounts: Accounts
     standing: Standing

@@ -21,11 +21,11 @@ from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import Principal, provide_principal
 from aiplatform.api.history import HistoryEvent, history_page
+from aiplatform.api.responses import write_response
 from aiplatform.api.services import Services, provide_services
 from aiplatform.auth.accounts import create_account, update_account
 from aiplatform.auth.passwords import hash_password, policy_violation, verify_password
 from aiplatform.auth.permissions import ADMIN, AUTHENTICATED
-from aiplatform.commands import CommandResult
 from aiplatform.domain import users as domain
 from aiplatform.domain.users import User
 from aiplatform.eventstore.store import AppendResult
@@ -89,16 +89,6 @@ def _check_password(password: str, username: str) -> None:
         raise RequestError(problem, field="password", status_code=422)
 
 
-def _write_response(result: CommandResult[User], status_code: int = 200) -> Response[Any]:
-    assert result.state is not None
-    meta: dict[str, Any] = {"version": result.stream_version, "replayed": result.duplicate}
-    headers = {"ETag": f'"{result.stream_version}"'}
-    if result.position is not None:
-        meta["position"] = result.position
-        headers["X-Event-Position"] = str(result.position)
-    return Response(ok(user_out(result.state), meta), status_code=status_code, headers=headers)
-
-
 @get("/", operation_id="ListUsers", summary="List users", opt={"permission": ADMIN})
 async def list_users(
     services: NamedDependency[Services],
@@ -141,7 +131,8 @@ async def create_user(
     result = await services.commands.handle(
         USERS, user_id, command, context, new_stream=True, in_transaction=claim
     )
-    return _write_response(result, status_code=201)
+    assert result.state is not None
+    return write_response(result, user_out(result.state), status_code=201)
 
 
 def _may_see(principal: Principal, user_id: uuid.UUID) -> None:
@@ -237,7 +228,7 @@ async def update_user(
     await services.standing.user_changed(user.user_id, user.active, user.system_role)
     if password_hash is not None or not user.active:
         await services.standing.sessions_ended(await services.accounts.session_ids(user.user_id))
-    return _write_response(result)
+    return write_response(result, user_out(user))
 
 
 @get(

@@ -1,5 +1,6 @@
 """Every read model's projector."""
 
+from aiplatform.projectors.experiments import ExperimentsProjector
 from aiplatform.projectors.projects import ProjectsProjector
 from aiplatform.projectors.roles import RolesProjector
 from aiplatform.projectors.runner import Projector
@@ -7,4 +8,4 @@ from aiplatform.projectors.users import UsersProjector
 
 
 def all_projectors() -> list[Projector]:
-    return [ProjectsProjector(), UsersProjector(), RolesProjector()]
+    return [ProjectsProjector(), UsersProjector(), RolesProjector(), ExperimentsProjector()]
