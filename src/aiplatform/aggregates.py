@@ -1,7 +1,7 @@
 """Each aggregate's stream naming, `evolve` and `decide`, bundled for the command handler."""
 
 from aiplatform.commands import Aggregate
-from aiplatform.domain import experiments, projects, roles, users
+from aiplatform.domain import experiments, models, projects, roles, users
 
 PROJECTS = Aggregate(stream_id=projects.stream_id, evolve=projects.evolve, decide=projects.decide)
 USERS = Aggregate(stream_id=users.stream_id, evolve=users.evolve, decide=users.decide)
@@ -9,3 +9,4 @@ ROLES = Aggregate(stream_id=roles.stream_id, evolve=roles.evolve, decide=roles.d
 EXPERIMENTS = Aggregate(
     stream_id=experiments.stream_id, evolve=experiments.evolve, decide=experiments.decide
 )
+MODELS = Aggregate(stream_id=models.stream_id, evolve=models.evolve, decide=models.decide)

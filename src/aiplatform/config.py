@@ -31,6 +31,8 @@ class Settings:
     idle_in_transaction_timeout_ms: int = 30_000
     database_pool_size: int = 10
     max_request_body_bytes: int = 1_048_576
+    # Dataset files and model artifacts stream to the blob store; this caps one upload.
+    max_upload_bytes: int = 10 * 1024**3
     read_your_writes_timeout_s: float = 5.0
     projector_batch_size: int = 500
 
@@ -95,4 +97,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "AIPLATFORM_PORT", 8000),
         database_pool_size=_int(env, "AIPLATFORM_DATABASE_POOL_SIZE", 10),
         max_request_body_bytes=_int(env, "AIPLATFORM_MAX_REQUEST_BODY_BYTES", 1_048_576),
+        max_upload_bytes=_int(env, "AIPLATFORM_MAX_UPLOAD_BYTES", 10 * 1024**3),
     )

@@ -19,6 +19,7 @@ from aiplatform.api.errors import EXCEPTION_HANDLERS
 from aiplatform.api.experiments import experiments_router
 from aiplatform.api.guards import permission_guard
 from aiplatform.api.health import health, ready
+from aiplatform.api.models import models_router
 from aiplatform.api.projects import projects_router
 from aiplatform.api.roles import roles_router
 from aiplatform.api.services import Services
@@ -34,9 +35,11 @@ from aiplatform.eventstore.store import EventStore, create_pool
 from aiplatform.projectors.read_models import install
 from aiplatform.projectors.registry import all_projectors
 from aiplatform.queries.experiments import ExperimentQueries
+from aiplatform.queries.models import ModelQueries
 from aiplatform.queries.projects import ProjectQueries
 from aiplatform.queries.roles import RoleQueries
 from aiplatform.queries.users import UserQueries
+from aiplatform.storage import blob_store_from_settings
 from aiplatform.workers.broker import build_broker
 from aiplatform.workers.waker import ProjectorWaker
 
@@ -68,6 +71,8 @@ async def start_services(settings: Settings) -> Services:
         projects=ProjectQueries(pool, cache),
         users=UserQueries(pool),
         experiments=ExperimentQueries(pool),
+        models=ModelQueries(pool),
+        blobs=blob_store_from_settings(settings),
         roles=RoleQueries(pool),
         accounts=accounts,
         standing=Standing(accounts, cache),
@@ -103,6 +108,7 @@ def create_app(settings: Settings) -> Litestar:
             auth_router(),
             projects_router(),
             experiments_router(),
+            models_router(),
             users_router(),
             roles_router(),
             audit_router(),

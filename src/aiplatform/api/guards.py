@@ -29,6 +29,7 @@ from aiplatform.api.services import Services
 from aiplatform.auth.permissions import ADMIN, AUTHENTICATED, PUBLIC
 from aiplatform.auth.tokens import InvalidTokenError, decode_access_token
 from aiplatform.domain.experiments import ExperimentNotFoundError
+from aiplatform.domain.models import ModelNotFoundError
 from aiplatform.domain.projects import ProjectNotFoundError
 
 # A route with `opt["serves"] = READ_MODEL` answers from the (cached) read model, so its guard
@@ -158,6 +159,12 @@ async def _project_id(
         if experiment is None:
             raise ExperimentNotFoundError(str(experiment_id))
         return uuid.UUID(experiment.project_id)
+    model_id = connection.path_params.get("model_id")
+    if isinstance(model_id, uuid.UUID):
+        found = await services.models.line(model_id)
+        if found is None:
+            raise ModelNotFoundError(str(model_id))
+        return uuid.UUID(found[0])
     named = connection.query_params.get("project_id")
     if named is None and isinstance(connection, Request) and _is_json(connection):
         try:

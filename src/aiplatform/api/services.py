@@ -21,9 +21,11 @@ from aiplatform.eventstore.store import EventStore
 from aiplatform.projectors.progress import wait_until_projected
 from aiplatform.projectors.read_models import ReadModel
 from aiplatform.queries.experiments import ExperimentQueries
+from aiplatform.queries.models import ModelQueries
 from aiplatform.queries.projects import ProjectQueries
 from aiplatform.queries.roles import RoleQueries
 from aiplatform.queries.users import UserQueries
+from aiplatform.storage import BlobStore
 from aiplatform.workers.waker import ProjectorWaker
 
 
@@ -37,6 +39,8 @@ class Services:
     projects: ProjectQueries
     users: UserQueries
     experiments: ExperimentQueries
+    models: ModelQueries
+    blobs: BlobStore
     roles: RoleQueries
     accounts: Accounts
     standing: Standing

@@ -1,6 +1,7 @@
 """Every read model's projector."""
 
 from aiplatform.projectors.experiments import ExperimentsProjector
+from aiplatform.projectors.models import ModelsProjector
 from aiplatform.projectors.projects import ProjectsProjector
 from aiplatform.projectors.roles import RolesProjector
 from aiplatform.projectors.runner import Projector
@@ -8,4 +9,10 @@ from aiplatform.projectors.users import UsersProjector
 
 
 def all_projectors() -> list[Projector]:
-    return [ProjectsProjector(), UsersProjector(), RolesProjector(), ExperimentsProjector()]
+    return [
+        ProjectsProjector(),
+        UsersProjector(),
+        RolesProjector(),
+        ExperimentsProjector(),
+        ModelsProjector(),
+    ]

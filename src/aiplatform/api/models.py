@@ -1,0 +1,336 @@
+"""/api/v2/models: the model registry."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Request, Response, Router, get, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import Stream
+
+from aiplatform.aggregates import MODELS, PROJECTS
+from aiplatform.api.context import command_context, if_match_version
+from aiplatform.api.envelope import Envelope, ok, paginated
+from aiplatform.api.errors import RequestError
+from aiplatform.api.guards import Principal, check_project_permission, provide_principal
+from aiplatform.api.history import HistoryEvent, history_page
+from aiplatform.api.responses import write_response
+from aiplatform.api.services import Services, provide_services
+from aiplatform.api.uploads import receive_upload
+from aiplatform.auth.permissions import AUTHENTICATED, MODEL_WRITE, PROJECT_READ
+from aiplatform.commands import CommandResult
+from aiplatform.domain import models as domain
+from aiplatform.domain.models import ModelCard, ModelLine, Stage
+from aiplatform.eventstore.store import AppendResult
+from aiplatform.ml.artifacts import UnsupportedArtifactError, artifact_framework
+from aiplatform.queries.models import ModelView
+from aiplatform.storage import BlobTooLargeError
+
+ModelName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+_NAME_RULE = msgspec.json.Decoder(ModelName)
+_EXTENSIONS = {"safetensors": ".safetensors", "pytorch": ".pt"}
+
+
+class ModelUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    card: ModelCard | msgspec.UnsetType = msgspec.UNSET
+    stage: Stage | msgspec.UnsetType = msgspec.UNSET
+
+
+def _out(
+    line: ModelLine, model_id: str, created_by: str, created_at: datetime, updated_at: datetime
+) -> ModelView:
+    model = line.versions[model_id]
+    return ModelView(
+        id=uuid.UUID(model_id),
+        project_id=uuid.UUID(line.project_id),
+        name=line.name,
+        version=model.version,
+        framework=model.framework,
+        size=model.size,
+        sha256=model.sha256,
+        metrics=model.metrics,
+        source_job_id=model.source_job_id,
+        card=msgspec.to_builtins(model.card),
+        stage=model.stage,
+        created_by=created_by,
+        created_at=created_at,
+        updated_at=updated_at,
+    )
+
+
+async def _load(services: Services, model_id: uuid.UUID) -> tuple[ModelView, ModelLine]:
+    """A model from its line's stream: always current."""
+    found = await services.models.line(model_id)
+    if found is None:
+        raise domain.ModelNotFoundError(str(model_id))
+    events = await services.store.read_stream(domain.stream_id(found[1]))
+    line = MODELS.fold(events)
+    if line is None or str(model_id) not in line.versions:
+        raise domain.ModelNotFoundError(str(model_id))
+    registration = next(
+        e
+        for e in events
+        if isinstance(e.event, domain.ModelRegistered) and e.event.model_id == str(model_id)
+    )
+    touched = [e for e in events if getattr(e.event, "model_id", None) == str(model_id)]
+    view = _out(
+        line,
+        str(model_id),
+        registration.metadata.actor,
+        registration.recorded_at,
+        touched[-1].recorded_at,
+    )
+    return view, line
+
+
+def _form_metrics(raw: str | None) -> dict[str, float]:
+    if not raw:
+        return {}
+    try:
+        metrics = json.loads(raw)
+        if isinstance(metrics, dict) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()
+        ):
+            return {str(k): float(v) for k, v in metrics.items()}
+    except ValueError:
+        pass
+    raise RequestError(
+        'metrics must be a JSON object of numbers, e.g. {"accuracy": 0.93}',
+        field="metrics",
+        status_code=422,
+    )
+
+
+@get(
+    "/",
+    operation_id="ListModels",
+    summary="List a project's registered models",
+    opt={"permission": PROJECT_READ},
+)
+async def list_models(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    project_id: Annotated[uuid.UUID, QueryParameter(description="the project")],
+    name: Annotated[str | None, QueryParameter(max_length=100)] = None,
+    stage: Annotated[str | None, QueryParameter(max_length=20)] = None,
+    page: Annotated[int, QueryParameter(ge=1)] = 1,
+    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    after: Annotated[int | None, QueryParameter(ge=0)] = None,
+) -> Envelope[list[ModelView]]:
+    await services.read_after(request, services.models.read_model, after)
+    items, total = await services.models.list(
+        project_id, name=name, stage=stage, page=page, limit=limit
+    )
+    return paginated(items, total=total, page=page, limit=limit)
+
+
+@post(
+    "/",
+    operation_id="RegisterModel",
+    summary="Register a model from an uploaded artifact (safetensors or a PyTorch state dict)",
+    description="multipart/form-data: `file`, `project_id`, `name`, and optionally `metrics` "
+    "(a JSON object of numbers), `description`, `intended_use`, `limitations`, "
+    "`training_dataset_id`, `training_dataset_version`. Pass `project_id` in the query string "
+    "too, to be refused before the upload rather than after it.",
+    status_code=201,
+    opt={"permission": AUTHENTICATED},
+    request_max_body_size=None,
+)
+async def register_model(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    principal: NamedDependency[Principal],
+) -> Response[Any]:
+    query_project = request.query_params.get("project_id")
+    if query_project is not None:
+        await _require_write(services, principal, query_project)
+    model_id = str(uuid.uuid4())
+    key = f"models/{model_id}/artifact"
+    try:
+        upload = await receive_upload(
+            request, services.blobs, key, services.settings.max_upload_bytes
+        )
+    except BlobTooLargeError as error:
+        raise HTTPException(status_code=413, detail=str(error)) from None
+    try:
+        fields = upload.fields
+        project_id = fields.get("project_id", query_project or "")
+        await _require_write(services, principal, project_id)
+        name = fields.get("name", "")
+        try:
+            _NAME_RULE.decode(json.dumps(name))
+        except msgspec.ValidationError:
+            raise RequestError(
+                "name must be 1-100 letters, digits, `_`, `.` or `-`, "
+                "starting with a letter or digit",
+                field="name",
+                status_code=422,
+            ) from None
+        framework = artifact_framework(upload.head)
+        card = ModelCard(
+            description=fields.get("description", ""),
+            intended_use=fields.get("intended_use", ""),
+            limitations=fields.get("limitations", ""),
+            training_dataset_id=fields.get("training_dataset_id") or None,
+            training_dataset_version=fields.get("training_dataset_version") or None,
+            metrics=_form_metrics(fields.get("metrics")),
+        )
+
+        async def index(connection: asyncpg.Connection, _: AppendResult) -> None:
+            await connection.execute(
+                "INSERT INTO model_index (model_id, project_id, name) VALUES ($1, $2, $3)",
+                uuid.UUID(model_id),
+                uuid.UUID(project_id),
+                name,
+            )
+
+        command = domain.RegisterModel(
+            model_id=model_id,
+            project_id=project_id,
+            name=name,
+            framework=framework,
+            artifact_key=upload.blob.key,
+            size=upload.blob.size,
+            sha256=upload.blob.sha256,
+            metrics=card.metrics,
+            card=card,
+        )
+        line = domain.line_of(project_id, name)
+        result: CommandResult[ModelLine] = await services.commands.handle(
+            MODELS, line, command, await command_context(request), in_transaction=index
+        )
+    except UnsupportedArtifactError as error:
+        await services.blobs.delete(key)
+        raise RequestError(str(error), field="file", status_code=422) from None
+    except BaseException:
+        await services.blobs.delete(key)
+        raise
+    view, _ = await _load(services, uuid.UUID(model_id))
+    return write_response(result, view, status_code=201)
+
+
+async def _require_write(services: Services, principal: Principal, project_id: str) -> None:
+    try:
+        project = uuid.UUID(project_id)
+    except ValueError:
+        raise RequestError("project_id must be a UUID", field="project_id") from None
+    state = await services.commands.current_state(PROJECTS, str(project))
+    members = None if state is None or state.deleted else state.members
+    await check_project_permission(services, principal, members, str(project), MODEL_WRITE)
+
+
+@get(
+    "/{model_id:uuid}",
+    operation_id="GetModel",
+    summary="Get a registered model",
+    opt={"permission": PROJECT_READ},
+)
+async def get_model(
+    services: NamedDependency[Services], model_id: FromPath[uuid.UUID]
+) -> Envelope[ModelView]:
+    view, _ = await _load(services, model_id)
+    return ok(view)
+
+
+@put(
+    "/{model_id:uuid}",
+    operation_id="UpdateModel",
+    summary="Update a model's card or stage (one production version per name)",
+    opt={"permission": MODEL_WRITE},
+)
+async def update_model(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    model_id: FromPath[uuid.UUID],
+    data: JSONBody[ModelUpdate],
+) -> Response[Any]:
+    found = await services.models.line(model_id)
+    if found is None:
+        raise domain.ModelNotFoundError(str(model_id))
+    expected = if_match_version(request)
+    command = domain.UpdateModel(
+        model_id=str(model_id), expected_version=expected, card=data.card, stage=data.stage
+    )
+    result = await services.commands.handle(
+        MODELS,
+        found[1],
+        command,
+        await command_context(request),
+        retry_on_conflict=expected is None,
+    )
+    view, _ = await _load(services, model_id)
+    return write_response(result, view)
+
+
+@get(
+    "/{model_id:uuid}/download",
+    operation_id="DownloadModel",
+    summary="Download a model's artifact",
+    opt={"permission": PROJECT_READ},
+)
+async def download_model(
+    services: NamedDependency[Services], model_id: FromPath[uuid.UUID]
+) -> Stream:
+    view, line = await _load(services, model_id)
+    key = line.versions[str(model_id)].artifact_key
+    size = await services.blobs.size(key)
+    filename = f"{view.name}-v{view.version}{_EXTENSIONS.get(view.framework, '')}"
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in services.blobs.open_stream(key):
+            yield chunk
+
+    return Stream(
+        body(),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
+    )
+
+
+@get(
+    "/{model_id:uuid}/history",
+    operation_id="GetModelHistory",
+    summary="The events of a model's name (all its versions), oldest first",
+    opt={"permission": PROJECT_READ},
+)
+async def model_history(
+    services: NamedDependency[Services],
+    model_id: FromPath[uuid.UUID],
+    page: Annotated[int, QueryParameter(ge=1)] = 1,
+    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+) -> Envelope[list[HistoryEvent]]:
+    found = await services.models.line(model_id)
+    if found is None:
+        raise domain.ModelNotFoundError(str(model_id))
+    return await history_page(services.store, domain.stream_id(found[1]), page, limit)
+
+
+def models_router() -> Router:
+    return Router(
+        path="/models",
+        route_handlers=[
+            list_models,
+            register_model,
+            get_model,
+            update_model,
+            download_model,
+            model_history,
+        ],
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
+        tags=["models"],
+    )

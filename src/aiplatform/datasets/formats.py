@@ -1,0 +1,202 @@
+"""What an uploaded dataset file holds, judged from its content (never its name), and a row count
+taken cheaply while the upload streams in."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from itertools import islice
+from pathlib import Path
+from typing import Final, Literal
+
+import msgspec
+
+Format = Literal["csv", "jsonl", "parquet", "text"]
+
+CONTENT_TYPES: Final[dict[Format, str]] = {
+    "csv": "text/csv",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+    "text": "text/plain",
+}
+
+# How much of a file detection reads; a shorter head is taken to be the whole file.
+HEAD_BYTES: Final = 64 * 1024
+DELIMITERS: Final = (",", ";", "\t", "|")
+
+_PARQUET_MAGIC = b"PAR1"
+_BINARY_MESSAGE = (
+    "the file is binary and not Parquet; supported: CSV, JSON Lines, Parquet, plain text"
+)
+# The bytes the `file` tool counts as text: printable ASCII, the usual whitespace and escapes,
+# and every byte from 0x80 up (those are judged by decoding them as UTF-8 instead).
+_TEXT_BYTES = bytes(sorted({7, 8, 9, 10, 12, 13, 27} | set(range(0x20, 0x100)) - {0x7F}))
+# A Latin-1 CSV has a few percent of undecodable bytes and is still worth a quality report;
+# compressed or binary data has far more control bytes and undecodable sequences than this.
+_BINARY_SHARE = 0.1
+_SNIFF_RECORDS = 100
+# Share of sampled records that must have the header's field count (ragged rows are reported
+# by the quality analysis, so a few must not turn a CSV into plain text).
+_CSV_CONSISTENCY = 0.8
+_JSONL_CONSISTENCY = 0.9
+
+
+class UnsupportedFormatError(ValueError):
+    """The content is none of the supported formats; the message is meant for the uploader."""
+
+
+def detect_format(head: bytes) -> Format:
+    """The format of a file from its first bytes (at most HEAD_BYTES of them)."""
+    if head.startswith(_PARQUET_MAGIC):
+        return "parquet"
+    if not head.removeprefix(codecs.BOM_UTF8).strip():
+        raise UnsupportedFormatError("the file is empty")
+    text = _decode_head(head)
+    if _is_binary(head, text):
+        raise UnsupportedFormatError(_BINARY_MESSAGE)
+    if _is_json_lines(text, whole_file=len(head) < HEAD_BYTES):
+        return "jsonl"
+    if _delimiter(text) is not None:
+        return "csv"
+    return "text"
+
+
+def sniff_delimiter(head: bytes) -> str | None:
+    """The CSV delimiter that splits the head's records consistently into >= 2 fields, if any."""
+    return _delimiter(_decode_head(head))
+
+
+def parquet_row_count(path: Path) -> int:
+    """Rows of a Parquet file, from its footer alone."""
+    # Imported here: pyarrow is heavy and the upload path only needs it for Parquet files.
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _decode_head(head: bytes) -> str:
+    """The head as text without a BOM; when it was cut from a longer file, without the last
+    line and multibyte character, which may be incomplete."""
+    whole_file = len(head) < HEAD_BYTES
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text: str = decoder.decode(head.removeprefix(codecs.BOM_UTF8), final=whole_file)
+    if not whole_file and "\n" in text:
+        text = text[: text.rindex("\n") + 1]
+    return text
+
+
+def _is_binary(head: bytes, text: str) -> bool:
+    if b"\0" in head:
+        return True
+    suspicious = len(head.translate(None, _TEXT_BYTES)) + text.count("\ufffd")
+    return suspicious > _BINARY_SHARE * len(head)
+
+
+def _is_json_lines(text: str, *, whole_file: bool) -> bool:
+    if not whole_file and "\n" not in text:
+        # Not even one complete line in the head: records this long are JSON, not CSV or prose.
+        return text.startswith('{"')
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not lines or not _is_json_object(lines[0]):
+        return False
+    return sum(map(_is_json_object, lines)) >= _JSONL_CONSISTENCY * len(lines)
+
+
+def _is_json_object(line: str) -> bool:
+    if not line.lstrip().startswith("{"):
+        return False
+    try:
+        return isinstance(msgspec.json.decode(line), dict)
+    except msgspec.DecodeError:
+        return False
+
+
+def _delimiter(text: str) -> str | None:
+    best: tuple[float, int, str] | None = None
+    for delimiter in DELIMITERS:
+        widths = _record_widths(text, delimiter)
+        if len(widths) < 2 or widths[0] < 2:
+            continue
+        consistency = widths.count(widths[0]) / len(widths)
+        if consistency >= _CSV_CONSISTENCY and (
+            best is None or (consistency, widths[0]) > best[:2]
+        ):
+            best = (consistency, widths[0], delimiter)
+    return best[2] if best else None
+
+
+def _record_widths(text: str, delimiter: str) -> list[int]:
+    """Field counts of the first non-blank records, the header first."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        return [len(record) for record in islice(filter(None, reader), _SNIFF_RECORDS)]
+    except csv.Error:
+        return []
+
+
+# A line end followed by one or more blank lines; the regex engine skips ahead to each "\n", so
+# finding these costs little more than bytes.count when blank lines are rare.
+_BLANK_RUN = re.compile(rb"\n(?:\r?\n)+")
+_LEADING_BLANKS = re.compile(rb"(?:\r?\n)+")
+
+
+class RowCounter:
+    """Counts the rows of an upload from its byte chunks as they stream past, in O(1) memory.
+
+    Lines end at "\\n"; a line holding nothing (or only the "\\r" of a CRLF) is blank and is no
+    row. A last line without a newline counts. CSV rows are the non-blank lines after the header,
+    so a quoted field spanning lines is counted once per line: the quality report has the exact
+    count.
+    """
+
+    def __init__(self) -> None:
+        self._newlines = 0
+        self._blank = 0
+        # The current, unfinished line while it may still turn out blank (b"" at the start of
+        # the file or after a newline, b"\r" after that); None once it has content.
+        self._open_line: bytes | None = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._newlines += chunk.count(b"\n")
+        position = self._finish_open_line(chunk)
+        for run in _BLANK_RUN.finditer(chunk, position):
+            self._blank += chunk.count(b"\n", run.start(), run.end()) - 1
+        self._open_line = self._next_open_line(chunk)
+
+    def rows(self, fmt: Format) -> int | None:
+        """Rows for csv, jsonl and text; None for parquet, whose footer has them (see
+        parquet_row_count)."""
+        if fmt == "parquet":
+            return None
+        lines = self._newlines - self._blank + (self._open_line is None)
+        return max(lines - 1, 0) if fmt == "csv" else lines
+
+    def _finish_open_line(self, chunk: bytes) -> int:
+        """Counts the blank lines the chunk starts with when the previous chunk ended at a line
+        start; returns where the search for further blank lines begins."""
+        if self._open_line is None:
+            return 0
+        position = 0
+        if self._open_line == b"\r":
+            if not chunk.startswith(b"\n"):
+                return 0
+            self._blank += 1
+            position = 1
+        leading = _LEADING_BLANKS.match(chunk, position)
+        if leading is None:
+            return position
+        self._blank += chunk.count(b"\n", position, leading.end())
+        return leading.end()
+
+    def _next_open_line(self, chunk: bytes) -> bytes | None:
+        last_newline = chunk.rfind(b"\n")
+        if last_newline == -1:
+            return b"\r" if self._open_line == b"" and chunk == b"\r" else None
+        rest = len(chunk) - last_newline - 1
+        if rest == 0:
+            return b""
+        return b"\r" if rest == 1 and chunk.endswith(b"\r") else None

@@ -1,0 +1,1 @@
+"""Machine learning: model artifacts (and, later, templates, the trainer and inference)."""
