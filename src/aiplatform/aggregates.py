@@ -1,7 +1,7 @@
 """Each aggregate's stream naming, `evolve` and `decide`, bundled for the command handler."""
 
 from aiplatform.commands import Aggregate
-from aiplatform.domain import experiments, models, projects, roles, users
+from aiplatform.domain import datasets, experiments, models, projects, roles, users
 
 PROJECTS = Aggregate(stream_id=projects.stream_id, evolve=projects.evolve, decide=projects.decide)
 USERS = Aggregate(stream_id=users.stream_id, evolve=users.evolve, decide=users.decide)
@@ -10,3 +10,4 @@ EXPERIMENTS = Aggregate(
     stream_id=experiments.stream_id, evolve=experiments.evolve, decide=experiments.decide
 )
 MODELS = Aggregate(stream_id=models.stream_id, evolve=models.evolve, decide=models.decide)
+DATASETS = Aggregate(stream_id=datasets.stream_id, evolve=datasets.evolve, decide=datasets.decide)

@@ -15,6 +15,7 @@ from aiplatform import __version__
 from aiplatform.api.audit import audit_router
 from aiplatform.api.auth import auth_router
 from aiplatform.api.context import request_id_middleware
+from aiplatform.api.datasets import datasets_router
 from aiplatform.api.errors import EXCEPTION_HANDLERS
 from aiplatform.api.experiments import experiments_router
 from aiplatform.api.guards import permission_guard
@@ -34,6 +35,7 @@ from aiplatform.config import Settings
 from aiplatform.eventstore.store import EventStore, create_pool
 from aiplatform.projectors.read_models import install
 from aiplatform.projectors.registry import all_projectors
+from aiplatform.queries.datasets import DatasetQueries
 from aiplatform.queries.experiments import ExperimentQueries
 from aiplatform.queries.models import ModelQueries
 from aiplatform.queries.projects import ProjectQueries
@@ -72,6 +74,7 @@ async def start_services(settings: Settings) -> Services:
         users=UserQueries(pool),
         experiments=ExperimentQueries(pool),
         models=ModelQueries(pool),
+        datasets=DatasetQueries(pool),
         blobs=blob_store_from_settings(settings),
         roles=RoleQueries(pool),
         accounts=accounts,
@@ -109,6 +112,7 @@ def create_app(settings: Settings) -> Litestar:
             projects_router(),
             experiments_router(),
             models_router(),
+            datasets_router(),
             users_router(),
             roles_router(),
             audit_router(),

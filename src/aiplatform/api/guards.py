@@ -24,10 +24,11 @@ from litestar.exceptions import (
 )
 from litestar.handlers.base import BaseRouteHandler
 
-from aiplatform.aggregates import EXPERIMENTS, PROJECTS
+from aiplatform.aggregates import DATASETS, EXPERIMENTS, PROJECTS
 from aiplatform.api.services import Services
 from aiplatform.auth.permissions import ADMIN, AUTHENTICATED, PUBLIC
 from aiplatform.auth.tokens import InvalidTokenError, decode_access_token
+from aiplatform.domain.datasets import DatasetNotFoundError
 from aiplatform.domain.experiments import ExperimentNotFoundError
 from aiplatform.domain.models import ModelNotFoundError
 from aiplatform.domain.projects import ProjectNotFoundError
@@ -159,6 +160,12 @@ async def _project_id(
         if experiment is None:
             raise ExperimentNotFoundError(str(experiment_id))
         return uuid.UUID(experiment.project_id)
+    dataset_id = connection.path_params.get("dataset_id")
+    if isinstance(dataset_id, uuid.UUID):
+        dataset = await services.commands.current_state(DATASETS, str(dataset_id))
+        if dataset is None or dataset.deleted:
+            raise DatasetNotFoundError(str(dataset_id))
+        return uuid.UUID(dataset.project_id)
     model_id = connection.path_params.get("model_id")
     if isinstance(model_id, uuid.UUID):
         found = await services.models.line(model_id)

@@ -20,6 +20,7 @@ from aiplatform.config import Settings
 from aiplatform.eventstore.store import EventStore
 from aiplatform.projectors.progress import wait_until_projected
 from aiplatform.projectors.read_models import ReadModel
+from aiplatform.queries.datasets import DatasetQueries
 from aiplatform.queries.experiments import ExperimentQueries
 from aiplatform.queries.models import ModelQueries
 from aiplatform.queries.projects import ProjectQueries
@@ -40,6 +41,7 @@ class Services:
     users: UserQueries
     experiments: ExperimentQueries
     models: ModelQueries
+    datasets: DatasetQueries
     blobs: BlobStore
     roles: RoleQueries
     accounts: Accounts

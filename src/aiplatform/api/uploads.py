@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -137,11 +137,15 @@ def _boundary(request: Request[Any, Any, State]) -> bytes:
 
 
 async def receive_upload(
-    request: Request[Any, Any, State], store: BlobStore, key: str, max_bytes: int
+    request: Request[Any, Any, State],
+    store: BlobStore,
+    key: str,
+    max_bytes: int,
+    observe: Callable[[bytes], None] | None = None,
 ) -> Upload:
     """Streams the request's `file` part into `store` under `key`. Raises RequestError for a
     malformed request (and leaves nothing stored); the store raises BlobTooLargeError past
-    `max_bytes`."""
+    `max_bytes`. `observe` sees every chunk of the file on its way (to count rows, say)."""
     parts = _Parts()
     parser = MultipartParser(_boundary(request), _callbacks(parts))
     # None ends the file; an exception aborts it, so the store discards what it wrote.
@@ -169,6 +173,8 @@ async def receive_upload(
                 return
             if isinstance(item, BaseException):
                 raise item
+            if observe is not None:
+                observe(item)
             yield item
 
     feeding = asyncio.create_task(feed())

@@ -1,5 +1,6 @@
 """Every read model's projector."""
 
+from aiplatform.projectors.datasets import DatasetsProjector
 from aiplatform.projectors.experiments import ExperimentsProjector
 from aiplatform.projectors.models import ModelsProjector
 from aiplatform.projectors.projects import ProjectsProjector
@@ -15,4 +16,5 @@ def all_projectors() -> list[Projector]:
         RolesProjector(),
         ExperimentsProjector(),
         ModelsProjector(),
+        DatasetsProjector(),
     ]

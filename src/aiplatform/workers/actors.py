@@ -6,8 +6,19 @@ import dramatiq
 
 from aiplatform.projectors.runner import catch_up
 from aiplatform.workers.broker import PROJECT_READ_MODELS
+from aiplatform.workers.datasets import REPORT_QUALITY, report_quality
 from aiplatform.workers.resources import worker_resources
 from aiplatform.workers.waker import wake_gate_key
+
+
+@dramatiq.actor(actor_name=REPORT_QUALITY, queue_name="data", max_retries=3, time_limit=3_600_000)
+async def report_dataset_quality(dataset_id: str, version: str) -> None:
+    resources = await worker_resources()
+    recorded = await report_quality(
+        resources.store, resources.blobs, dataset_id, version, causation_id=None
+    )
+    if recorded:
+        await resources.wake_projector()
 
 
 @dramatiq.actor(

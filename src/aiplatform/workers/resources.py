@@ -6,13 +6,16 @@ import asyncio
 from dataclasses import dataclass
 
 import asyncpg
+import dramatiq
 
 from aiplatform.cache import Cache, connect, key_prefix
 from aiplatform.config import Settings, load_settings
-from aiplatform.eventstore.store import create_pool
+from aiplatform.eventstore.store import EventStore, create_pool
 from aiplatform.projectors.read_models import install
 from aiplatform.projectors.registry import all_projectors
 from aiplatform.projectors.runner import Projector
+from aiplatform.storage import BlobStore, blob_store_from_settings
+from aiplatform.workers.broker import projector_wake_up
 
 
 @dataclass
@@ -21,6 +24,14 @@ class WorkerResources:
     pool: asyncpg.Pool
     cache: Cache
     projectors: list[Projector]
+    store: EventStore
+    blobs: BlobStore
+
+    async def wake_projector(self) -> None:
+        """Worker-side appends wake the projector like the API's do (without the API's gate:
+        workers append rarely)."""
+        broker = dramatiq.get_broker()
+        await asyncio.to_thread(broker.enqueue, projector_wake_up())
 
 
 _resources: WorkerResources | None = None
@@ -43,5 +54,12 @@ async def worker_resources() -> WorkerResources:
                 for projector in projectors:
                     await install(connection, projector.read_model)
             cache = Cache(connect(settings.require_redis_url()), key_prefix(settings.instance))
-            _resources = WorkerResources(settings, pool, cache, projectors)
+            _resources = WorkerResources(
+                settings,
+                pool,
+                cache,
+                projectors,
+                EventStore(pool),
+                blob_store_from_settings(settings),
+            )
         return _resources
