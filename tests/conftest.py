@@ -80,7 +80,8 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="session")
 def projector_worker(settings: Settings) -> Iterator[None]:
-    """A real Dramatiq worker on the real Redis broker, consuming the `projector` queue."""
+    """A real Dramatiq worker on the real Redis broker, consuming the `projector` and `data`
+    queues."""
     import dramatiq
 
     from aiplatform.workers.broker import configure_broker
@@ -88,7 +89,9 @@ def projector_worker(settings: Settings) -> Iterator[None]:
     broker = configure_broker(settings)
     from aiplatform.workers import actors  # noqa: F401  (declares the actors on this broker)
 
-    worker = dramatiq.Worker(broker, queues={"projector"}, worker_threads=2, worker_timeout=20)
+    worker = dramatiq.Worker(
+        broker, queues={"projector", "data"}, worker_threads=2, worker_timeout=20
+    )
     worker.start()
     yield
     worker.stop(timeout=10_000)
