@@ -20,7 +20,7 @@ from aiplatform.api.services import Services, provide_services
 from aiplatform.auth.permissions import AUDIT_READ, AUTHENTICATED
 from aiplatform.eventstore.store import record_from_row
 
-RESOURCE_TYPES = ("project", "user", "role")
+RESOURCE_TYPES = ("project", "user", "role", "experiment", "dataset", "model")
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
