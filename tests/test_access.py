@@ -153,7 +153,11 @@ async def test_custom_roles_grant_exactly_their_permissions(
     assert (await anonymous.put(url, json={"name": "no"}, headers=auditor)).status_code == 403
     audit = await anonymous.get(
         "/api/v2/audit",
-        params={"resource_type": "project", "resource_id": project["id"]},
+        params={
+            "resource_type": "project",
+            "resource_id": project["id"],
+            "after": granted.json()["meta"]["position"],
+        },
         headers=auditor,
     )
     assert audit.status_code == 200
@@ -196,6 +200,7 @@ async def test_audit_shows_both_actors_with_their_ip_and_user_agent(
     )
     renamed = await anonymous.put(url, json={"name": "renamed by bob"}, headers=bob)
     assert renamed.status_code == 200, renamed.text
+    after = renamed.json()["meta"]["position"]
 
     audit = await client.get(
         "/api/v2/audit", params={"resource_type": "project", "resource_id": project["id"]}
@@ -216,9 +221,11 @@ async def test_audit_shows_both_actors_with_their_ip_and_user_agent(
     assert {e["actor_id"] for e in by_actor.json()["data"]} == {bob_id}
     # Bob maintains the project but does not own it: no audit:read.
     assert (
-        await anonymous.get("/api/v2/audit", params={"resource_type": "project"}, headers=bob)
+        await anonymous.get(
+            "/api/v2/audit", params={"resource_type": "project", "after": after}, headers=bob
+        )
     ).json()["meta"]["total"] == 0
-    owners_view = await anonymous.get("/api/v2/audit", headers=alice)
+    owners_view = await anonymous.get("/api/v2/audit", params={"after": after}, headers=alice)
     assert {e["resource_id"] for e in owners_view.json()["data"]} == {project["id"]}
     bad = await client.get("/api/v2/audit", params={"resource_type": "spaceship"})
     assert bad.status_code == 400

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Router, get
+from litestar import Request, Router, get
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, QueryParameter
 
@@ -60,6 +61,7 @@ async def _readable_streams(services: Services, principal: Principal) -> list[st
     opt={"permission": AUTHENTICATED},
 )
 async def list_audit(
+    request: Request[Any, Any, State],
     services: NamedDependency[Services],
     principal: NamedDependency[Principal],
     actor_id: Annotated[str | None, QueryParameter(max_length=255)] = None,
@@ -69,6 +71,10 @@ async def list_audit(
     until: FromQuery[datetime | None] = None,
     page: Annotated[int, QueryParameter(ge=1)] = 1,
     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    after: Annotated[
+        int | None,
+        QueryParameter(ge=0, description="a write's position: wait until memberships include it"),
+    ] = None,
 ) -> Envelope[list[AuditEntry]]:
     if resource_type is not None and resource_type not in RESOURCE_TYPES:
         raise RequestError(
@@ -76,6 +82,7 @@ async def list_audit(
         )
     if resource_id is not None and resource_type is None:
         raise RequestError("resource_id needs resource_type", field="resource_type")
+    await services.read_after(request, services.projects.read_model, after)
     streams = await _readable_streams(services, principal)
     if streams == []:
         return paginated([], total=0, page=page, limit=limit)

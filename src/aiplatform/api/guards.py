@@ -24,13 +24,11 @@ from litestar.exceptions import (
 )
 from litestar.handlers.base import BaseRouteHandler
 
-from aiplatform.aggregates import DATASETS, EXPERIMENTS, PROJECTS
+from aiplatform.aggregates import PROJECTS
+from aiplatform.api.owners import RESOLVERS, owning_project
 from aiplatform.api.services import Services
 from aiplatform.auth.permissions import ADMIN, AUTHENTICATED, PUBLIC
 from aiplatform.auth.tokens import InvalidTokenError, decode_access_token
-from aiplatform.domain.datasets import DatasetNotFoundError
-from aiplatform.domain.experiments import ExperimentNotFoundError
-from aiplatform.domain.models import ModelNotFoundError
 from aiplatform.domain.projects import ProjectNotFoundError
 
 # A route with `opt["serves"] = READ_MODEL` answers from the (cached) read model, so its guard
@@ -154,24 +152,10 @@ async def _project_id(
     path_project = connection.path_params.get("project_id")
     if isinstance(path_project, uuid.UUID):
         return path_project
-    experiment_id = connection.path_params.get("experiment_id")
-    if isinstance(experiment_id, uuid.UUID):
-        experiment = await services.commands.current_state(EXPERIMENTS, str(experiment_id))
-        if experiment is None:
-            raise ExperimentNotFoundError(str(experiment_id))
-        return uuid.UUID(experiment.project_id)
-    dataset_id = connection.path_params.get("dataset_id")
-    if isinstance(dataset_id, uuid.UUID):
-        dataset = await services.commands.current_state(DATASETS, str(dataset_id))
-        if dataset is None or dataset.deleted:
-            raise DatasetNotFoundError(str(dataset_id))
-        return uuid.UUID(dataset.project_id)
-    model_id = connection.path_params.get("model_id")
-    if isinstance(model_id, uuid.UUID):
-        found = await services.models.line(model_id)
-        if found is None:
-            raise ModelNotFoundError(str(model_id))
-        return uuid.UUID(found[0])
+    for parameter in RESOLVERS:
+        resource_id = connection.path_params.get(parameter)
+        if isinstance(resource_id, uuid.UUID):
+            return await owning_project(services, parameter, resource_id)
     named = connection.query_params.get("project_id")
     if named is None and isinstance(connection, Request) and _is_json(connection):
         try:
