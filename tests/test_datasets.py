@@ -152,7 +152,8 @@ async def test_empty_and_binary_files_are_refused_and_not_kept(
 
 async def test_a_broken_csv_is_stored_and_its_report_says_what_is_wrong(client: Client) -> None:
     project_id = await new_project(client)
-    broken = b"a,b,c\n1,2,3\n4,5\n6,7,8,9\n\xff\xfe,1,2\n"
+    good = b"".join(b"%d,%d,%d\n" % (n, n + 1, n + 2) for n in range(20))
+    broken = b"a,b,c\n" + good + b"4,5\n6,7,8,9\n\xff\xfe,1,2\n"
     created = await upload(client, project_id, broken)
     assert created.status_code == 201, created.text
     report = await wait_for_quality(client, created.json()["data"]["id"], "v1")

@@ -38,6 +38,9 @@ _CHUNK_BYTES = 1 << 20
 _LONGEST_LINE = 16 << 20
 _DISTINCT_CAP = 100_000
 # Distinct-value hashes kept over all columns (~70 bytes each), so wide tables get lower caps.
+# Hashes are kept as the keys of dicts, not in sets: a dict of ints is untracked by the garbage
+# collector, while every full collection walks all of a set's entries, which with millions of
+# hashes took more time than the analysis itself.
 _DISTINCT_BUDGET = 2_000_000
 # Row hashes kept to find duplicates: about 150 MB at the cap.
 _ROW_HASH_CAP = 2_000_000
@@ -131,17 +134,17 @@ class _Distinct:
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.level = 0
-        self.hashes: set[int] = set()
+        self.hashes: dict[int, None] = {}
 
     def add(self, hashes: Iterable[int]) -> None:
         if self.level:
             mask = (1 << self.level) - 1
             hashes = [value for value in hashes if not value & mask]
-        self.hashes.update(hashes)
+        self.hashes.update(dict.fromkeys(hashes))
         while len(self.hashes) > self.cap:
             self.level += 1
             mask = (1 << self.level) - 1
-            self.hashes = {value for value in self.hashes if not value & mask}
+            self.hashes = dict.fromkeys(value for value in self.hashes if not value & mask)
 
     @property
     def count(self) -> int:
@@ -156,16 +159,16 @@ class _Duplicates:
     """Rows seen before, found by their hashes. Exact until `cap` distinct rows were seen; after
     that only repeats of those rows are found, and `partial` says the count may be low."""
 
-    def __init__(self, cap: int = _ROW_HASH_CAP) -> None:
-        self.cap = cap
-        self.seen: set[int] = set()
+    def __init__(self) -> None:
+        self.cap = _ROW_HASH_CAP
+        self.seen: dict[int, None] = {}
         self.count = 0
         self.partial = False
 
     def add(self, hashes: list[int]) -> None:
         if len(self.seen) < self.cap:
             before = len(self.seen)
-            self.seen.update(hashes)
+            self.seen.update(dict.fromkeys(hashes))
             self.count += len(hashes) - (len(self.seen) - before)
             return
         repeats = sum(map(self.seen.__contains__, hashes))
@@ -178,7 +181,7 @@ class _Duplicates:
             problems.append(f"{self.count:,} duplicate {unit}{'' if self.count == 1 else 's'}")
         if self.partial:
             problems.append(
-                f"duplicate {unit}s were looked for among the first {self.cap:,} distinct "
+                f"duplicate {unit}s were looked for among the first {len(self.seen):,} distinct "
                 f"{unit}s only, so there may be more"
             )
         return problems
@@ -330,6 +333,7 @@ def _finite(value: float) -> float | None:
 
 
 def _percent(share: float) -> str:
+    # Rounding must not claim that all rows are alike when some are not.
     text = f"{share:.0%}"
     return ">99%" if text == "100%" and share < 1 else text
 
@@ -359,7 +363,7 @@ class _Table:
                 continue
             if len(self.columns) == MAX_COLUMNS:
                 self.more_columns = True
-                return
+                break
             cap = _distinct_cap(len(self.columns) + 1)
             self.columns.append(_Column(name, distinct_cap=cap, missing=self.rows))
         self.total_columns = len(self.columns)
@@ -489,14 +493,15 @@ def _analyze_csv(path: Path) -> QualityReport:
         delimiter = sniff_delimiter(file.read(HEAD_BYTES)) or ","
     decoding = _Decoding()
     read_problems: list[str] = []
-    records = _csv_records(_text_chunks(path, decoding), delimiter, read_problems)
-    header = next(records, [])
+    batches = _csv_batches(_text_chunks(path, decoding), delimiter, read_problems)
+    first: list[list[str]] = next(batches, [[]])
+    header = first.pop(0)
     table = _Table(header)
     ragged = 0
-    while batch := list(islice(records, _BATCH_ROWS)):
+    for batch in filter(None, chain([first], batches)):
         hashes = list(map(hash, map(tuple, batch)))
         ragged += _fit(batch, len(header))
-        table.add(zip(*batch, strict=True), len(batch), hashes)
+        table.add(_columns(batch, len(table.columns)), len(batch), hashes)
     problems = [*decoding.problems(), *read_problems]
     if ragged == 1:
         problems.append(f"1 row has a different number of fields than the header ({len(header)})")
@@ -507,16 +512,34 @@ def _analyze_csv(path: Path) -> QualityReport:
     return table.report("csv", problems)
 
 
-def _csv_records(chunks: Iterable[str], delimiter: str, problems: list[str]) -> Iterator[list[str]]:
-    """Non-blank records; a record the csv module refuses (such as a field above its size limit,
-    typical of an unclosed quote) ends the file with a problem."""
+def _csv_batches(
+    chunks: Iterable[str], delimiter: str, problems: list[str]
+) -> Iterator[list[list[str]]]:
+    """The non-blank records in batches; a record the csv module refuses (such as a field above
+    its size limit, typical of an unclosed quote) ends the file with a problem."""
     # newline="" lets the csv module see the line ends, as it needs for quoted newlines.
     lines = chain.from_iterable(io.StringIO(chunk, newline="") for chunk in chunks)
     reader = csv.reader(lines, delimiter=delimiter)
-    try:
-        yield from filter(None, reader)
-    except csv.Error as error:
-        problems.append(f"the CSV could not be read past line {reader.line_num:,}: {error}")
+    records = filter(None, reader)
+    while True:
+        batch: list[list[str]] = []
+        try:
+            # extend() keeps the records it got before an error; batching in C like this
+            # avoids a generator step per record.
+            batch.extend(islice(records, _BATCH_ROWS))
+        except csv.Error as error:
+            problems.append(f"the CSV could not be read past line {reader.line_num:,}: {error}")
+            yield batch
+            return
+        if not batch:
+            return
+        yield batch
+
+
+def _columns(rows: list[list[str]], width: int) -> Iterator[list[str]]:
+    """The first `width` columns, one at a time. (zip(*rows) would make an iterator per row,
+    which the garbage collector then has to walk.)"""
+    return (list(map(operator.itemgetter(index), rows)) for index in range(width))
 
 
 def _fit(rows: list[list[str]], width: int) -> int:
