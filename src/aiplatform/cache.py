@@ -25,6 +25,7 @@ T = TypeVar("T")
 TTL_PROJECT_LIST = 5 * 60
 TTL_PROJECT = 5 * 60
 TTL_SESSION = 24 * 3600
+TTL_ASSET_INFO = 3600  # dataset and model info
 
 _BACKOFF_AFTER_FAILURE_S = 5.0
 

@@ -27,11 +27,13 @@ from aiplatform.api.responses import write_response
 from aiplatform.api.services import Services, provide_services
 from aiplatform.api.uploads import receive_upload
 from aiplatform.auth.permissions import AUTHENTICATED, MODEL_WRITE, PROJECT_READ
+from aiplatform.cache import TTL_ASSET_INFO, VersionedEntry
 from aiplatform.commands import CommandResult
 from aiplatform.domain import models as domain
 from aiplatform.domain.models import ModelCard, ModelLine, Stage
 from aiplatform.eventstore.store import AppendResult
 from aiplatform.ml.artifacts import UnsupportedArtifactError, artifact_framework
+from aiplatform.projectors.models import model_info_key
 from aiplatform.queries.models import ModelView
 from aiplatform.storage import BlobTooLargeError
 
@@ -90,6 +92,21 @@ async def _load(services: Services, model_id: uuid.UUID) -> tuple[ModelView, Mod
         touched[-1].recorded_at,
     )
     return view, line
+
+
+_view_decoder = msgspec.json.Decoder(ModelView)
+
+
+async def _cached_view(services: Services, model_id: uuid.UUID) -> ModelView:
+    """The model's info through Redis (1 h, DESIGN.md), kept fresh by the projector's
+    tombstones (see `Cache.set_versioned`)."""
+    key = model_info_key(services.cache, str(model_id))
+    if (hit := await services.cache.get_versioned(key)) is not None:
+        return _view_decoder.decode(hit)
+    view, line = await _load(services, model_id)
+    entry = VersionedEntry(key, line.version, msgspec.json.encode(view))
+    await services.cache.set_versioned([entry], TTL_ASSET_INFO)
+    return view
 
 
 def _form_metrics(raw: str | None) -> dict[str, float]:
@@ -237,8 +254,7 @@ async def _require_write(services: Services, principal: Principal, project_id: s
 async def get_model(
     services: NamedDependency[Services], model_id: FromPath[uuid.UUID]
 ) -> Envelope[ModelView]:
-    view, _ = await _load(services, model_id)
-    return ok(view)
+    return ok(await _cached_view(services, model_id))
 
 
 @put(

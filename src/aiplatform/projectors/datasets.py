@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from aiplatform.cache import Cache
+from aiplatform.cache import TTL_ASSET_INFO, Cache, VersionedEntry
 from aiplatform.domain.datasets import (
     DatasetCreated,
     DatasetDeleted,
@@ -16,6 +16,10 @@ from aiplatform.domain.datasets import (
 )
 from aiplatform.eventstore.codec import RecordedEvent
 from aiplatform.projectors.read_models import ReadModel, load_read_model
+
+
+def dataset_info_key(cache: Cache, dataset_id: str) -> str:
+    return cache.key("datasets", "info", dataset_id)
 
 
 class DatasetsProjector:
@@ -93,4 +97,12 @@ class DatasetsProjector:
         )
 
     async def after_commit(self, cache: Cache, events: Sequence[RecordedEvent]) -> None:
-        return None
+        """Tombstones the cached dataset info (`api.datasets._load`) at its new version."""
+        latest = {e.event.dataset_id: e.stream_version for e in events}  # type: ignore[attr-defined]
+        await cache.set_versioned(
+            [
+                VersionedEntry(dataset_info_key(cache, dataset_id), version)
+                for dataset_id, version in latest.items()
+            ],
+            TTL_ASSET_INFO,
+        )

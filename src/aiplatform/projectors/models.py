@@ -7,12 +7,16 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from aiplatform.cache import Cache
+from aiplatform.cache import TTL_ASSET_INFO, Cache, VersionedEntry
 from aiplatform.domain.models import ModelCardUpdated, ModelRegistered, ModelStageChanged
 from aiplatform.eventstore.codec import RecordedEvent
 from aiplatform.projectors.read_models import ReadModel, load_read_model
 
 _json = msgspec.json.Encoder()
+
+
+def model_info_key(cache: Cache, model_id: str) -> str:
+    return cache.key("models", "info", model_id)
 
 
 class ModelsProjector:
@@ -61,4 +65,12 @@ class ModelsProjector:
                 )
 
     async def after_commit(self, cache: Cache, events: Sequence[RecordedEvent]) -> None:
-        return None
+        """Tombstones the cached model info (`api.models._load`) at its line's new version."""
+        latest = {e.event.model_id: e.stream_version for e in events}  # type: ignore[attr-defined]
+        await cache.set_versioned(
+            [
+                VersionedEntry(model_info_key(cache, model_id), version)
+                for model_id, version in latest.items()
+            ],
+            TTL_ASSET_INFO,
+        )
