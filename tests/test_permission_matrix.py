@@ -6,16 +6,21 @@ route declares says it must:
 - `public`: never 401/403; `authenticated`: anonymous 401, the others through; `admin:*`:
   anonymous 401, non-admins 403, the admin through; a project permission: anonymous 401, the
   owner of Q 404 (exactly like a project that does not exist), the viewer and the developer
-  through when their built-in role grants it and 403 otherwise, the admin through.
+  through when their built-in role grants it and 403 otherwise, the admin through. The project
+  is P wherever it comes from: the path, a resource of P in the path (an experiment, a model, a
+  dataset), the `project_id` query parameter, or the body.
 
 "Through" means the guard let the call reach its handler: neither 401 nor 403 nor 404 (nor a
-5xx). Calls that change things run on throwaway resources (a fresh copy of P, a fresh login for
-logout), so no call can change what a later one finds. Every mismatch is collected and listed.
+5xx). Calls that change things run on throwaway resources (a fresh copy of P or a fresh
+experiment, model or dataset in P, a fresh login for logout), so no call can change what a
+later one finds. Every mismatch is collected and listed.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +34,8 @@ from aiplatform.auth.permissions import (
     ADMIN,
     AUTHENTICATED,
     BUILTIN_PROJECT_ROLES,
+    DATASET_WRITE,
+    MODEL_WRITE,
     PROJECT_PERMISSIONS,
     PUBLIC,
 )
@@ -55,8 +62,12 @@ CREDENTIAL_ROUTES = {"CreateToken", "RefreshToken"}
 # `authenticated` routes whose handler lets a non-admin see only their own user: checked once
 # more on another user's id, where only that user and the admin get through.
 SELF_ONLY_USER_ROUTES = {"GetUser", "UpdateUser"}
-# Operations that change the project in their path run on a fresh copy of P.
+# `authenticated` routes (multipart uploads, which a guard cannot read) whose handler checks a
+# project permission in the project the form names: expected as if they declared it.
+HANDLER_CHECKED = {"RegisterModel": MODEL_WRITE, "CreateDataset": DATASET_WRITE}
+# An operation that changes the resource in its path runs on a fresh one.
 READ_METHODS = {"GET"}
+RESOURCE_PARAMETERS = ("project_id", "experiment_id", "model_id", "dataset_id")
 
 
 @dataclass
@@ -75,6 +86,8 @@ class World:
     p_owner: User
     project_p: str
     p_position: int
+    # A resource of each kind in P, for the calls that only read it.
+    existing: dict[str, str] = field(default_factory=dict)
     mismatches: list[str] = field(default_factory=list)
     checked: int = 0
 
@@ -91,6 +104,11 @@ class Operation:
     path_parameters: tuple[str, ...]
     query_parameters: tuple[str, ...]
     has_body: bool
+
+    @property
+    def resource_parameter(self) -> str | None:
+        """The path parameter naming the resource the operation acts on, if any."""
+        return next((p for p in self.path_parameters if p in RESOURCE_PARAMETERS), None)
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} ({self.operation_id}, {self.permission})"
@@ -112,27 +130,65 @@ def _user_body() -> dict[str, Any]:
     }
 
 
-Body = Callable[[World, str], Any]
+def safetensors_bytes() -> bytes:
+    """A minimal safetensors file: an 8-byte header length, a JSON header, the tensor data."""
+    data = struct.pack("<2f", 1.0, 2.0)
+    header = json.dumps(
+        {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, len(data)]}}
+    ).encode()
+    return struct.pack("<Q", len(header)) + header + data
+
+
+def csv_bytes() -> bytes:
+    return f"id,label\n1,{uuid.uuid4().hex}\n2,b\n".encode()
+
+
+def model_form(world: World) -> dict[str, Any]:
+    return {
+        "data": {"project_id": world.project_p, "name": _unique("model-")},
+        "files": {"file": ("w.safetensors", safetensors_bytes(), "application/octet-stream")},
+    }
+
+
+def dataset_form(world: World) -> dict[str, Any]:
+    return {
+        "data": {"project_id": world.project_p, "name": _unique("dataset ")},
+        "files": {"file": ("d.csv", csv_bytes(), "text/csv")},
+    }
+
+
+# The request's body, as keyword arguments of `client.request`: `json=`, or `data=` and `files=`
+# for a multipart upload.
+Body = Callable[[World], dict[str, Any]]
 BODIES: dict[str, Body] = {
     # Real credentials: a wrong password would count against the login rate limit.
-    "CreateToken": lambda world, _caller: {
-        "username": world.users[VIEWER].username,
-        "password": world.users[VIEWER].password,
+    "CreateToken": lambda world: {
+        "json": {"username": world.users[VIEWER].username, "password": world.users[VIEWER].password}
     },
-    "RefreshToken": lambda _world, _caller: {"refresh_token": "not-a-refresh-token"},
-    "CreateProject": lambda _world, _caller: {"name": "permission matrix probe"},
-    "UpdateProject": lambda _world, _caller: {"description": "changed by the permission matrix"},
-    "GrantProjectMember": lambda world, _caller: {
-        "user_id": world.users[VIEWER].id,
-        "role": "developer",
+    "RefreshToken": lambda _world: {"json": {"refresh_token": "not-a-refresh-token"}},
+    "CreateProject": lambda _world: {"json": {"name": "permission matrix probe"}},
+    "UpdateProject": lambda _world: {"json": {"description": "changed by the permission matrix"}},
+    "GrantProjectMember": lambda world: {
+        "json": {"user_id": world.users[VIEWER].id, "role": "developer"}
     },
-    "CreateUser": lambda _world, _caller: _user_body(),
-    "UpdateUser": lambda _world, _caller: {"full_name": "Permission Matrix"},
-    "CreateRole": lambda _world, _caller: {
-        "name": _unique("matrix-"),
-        "permissions": ["project:read"],
+    "CreateExperiment": lambda world: {
+        "json": {"project_id": world.project_p, "name": _unique("experiment ")}
+    },
+    "UpdateExperiment": lambda _world: {"json": {"description": "changed by the matrix"}},
+    "RegisterModel": model_form,
+    "UpdateModel": lambda _world: {"json": {"stage": "staging"}},
+    "CreateDataset": dataset_form,
+    "CommitDatasetVersion": lambda _world: {"files": {"file": ("d.csv", csv_bytes(), "text/csv")}},
+    "CreateUser": lambda _world: {"json": _user_body()},
+    "UpdateUser": lambda _world: {"json": {"full_name": "Permission Matrix"}},
+    "CreateRole": lambda _world: {
+        "json": {"name": _unique("matrix-"), "permissions": ["project:read"]}
     },
 }
+# Values for path parameters that name no resource of P.
+PATH_VALUES = {"version": "v1", "path": "openapi.yaml"}
+# Query parameters the matrix fills in: `project_id` is P.
+QUERY_VALUES = {"project_id"}
 
 
 # The operations and what each declares ------------------------------------------------------
@@ -186,6 +242,14 @@ def operations(schema: dict[str, Any], app: Litestar, problems: list[str]) -> li
                 problems.append(f"{where}: declares an unknown permission {permission!r}")
                 continue
             parameters = [*item.get("parameters", []), *spec.get("parameters", [])]
+            unfilled = [
+                p["name"]
+                for p in parameters
+                if p["in"] == "query" and p.get("required") and p["name"] not in QUERY_VALUES
+            ]
+            if unfilled:
+                problems.append(f"{where}: no value for required query parameters {unfilled}")
+                continue
             has_body = "requestBody" in spec or operation_id in BODIES
             if has_body and operation_id not in BODIES:
                 problems.append(f"{where}: takes a body, but BODIES has none for it")
@@ -204,8 +268,9 @@ def operations(schema: dict[str, Any], app: Litestar, problems: list[str]) -> li
     return found
 
 
-def expected(permission: str, caller: str) -> str | int:
-    """ALLOWED, or the status the guard must answer with."""
+def expected(operation: Operation, caller: str) -> str | int:
+    """ALLOWED, or the status the guard (or, for HANDLER_CHECKED, the handler) must answer."""
+    permission = HANDLER_CHECKED.get(operation.operation_id, operation.permission)
     if permission == PUBLIC:
         return ALLOWED
     if caller == ANONYMOUS:
@@ -277,12 +342,31 @@ async def create_project(client: Client, owner: User, members: dict[str, str]) -
     return project_id, position
 
 
-async def make_world(client: Client) -> World:
+async def created(client: Client, owner: User, url: str, body: dict[str, Any]) -> str:
+    response = await client.post(url, headers=owner.headers, **body)
+    assert response.status_code == 201, response.text
+    resource_id: str = response.json()["data"]["id"]
+    return resource_id
+
+
+async def new_resource(world: World, parameter: str) -> tuple[str, int | None]:
+    """A fresh resource of P (a copy of P for `project_id`), made by P's owner; (its id, the
+    position of its last event, where known)."""
+    client, owner = world.client, world.p_owner
+    if parameter == "project_id":
+        return await create_project(client, owner, p_members(world))
+    if parameter == "experiment_id":
+        body = BODIES["CreateExperiment"](world)
+        return await created(client, owner, "/api/v2/experiments", body), None
+    if parameter == "model_id":
+        return await created(client, owner, "/api/v2/models", model_form(world)), None
+    assert parameter == "dataset_id", parameter
+    return await created(client, owner, "/api/v2/datasets", dataset_form(world)), None
+
+
+async def make_world(client: Client, admin_id: str) -> World:
     admin_headers = await login(client, "root", ADMIN_PASSWORD)
-    me = await client.get("/api/v2/auth/me", headers=admin_headers)
-    assert me.status_code == 200, me.text
-    admin = User(id=me.json()["data"]["id"], username="root", password=ADMIN_PASSWORD)
-    admin.headers = admin_headers
+    admin = User(id=admin_id, username="root", password=ADMIN_PASSWORD, headers=admin_headers)
     users = {
         caller: await create_user(client, admin_headers)
         for caller in (VIEWER, DEVELOPER, OTHER_OWNER)
@@ -293,6 +377,9 @@ async def make_world(client: Client) -> World:
         client=client, admin=admin, users=users, p_owner=p_owner, project_p="", p_position=0
     )
     world.project_p, world.p_position = await create_project(client, p_owner, p_members(world))
+    world.existing["project_id"] = world.project_p
+    for parameter in RESOURCE_PARAMETERS[1:]:
+        world.existing[parameter], _ = await new_resource(world, parameter)
     return world
 
 
@@ -313,34 +400,40 @@ async def call(
         headers = user.headers
         if operation.operation_id == "Logout":  # ends the session: log in afresh for it
             headers = await login(client, user.username, user.password)
-    project_id, position = world.project_p, world.p_position
-    if "project_id" in operation.path_parameters and operation.method not in READ_METHODS:
-        project_id, position = await create_project(client, world.p_owner, p_members(world))
+    resource = operation.resource_parameter
+    position: int | None = world.p_position
     values: dict[str, str] = {}
+    if resource is not None and operation.method not in READ_METHODS:
+        values[resource], position = await new_resource(world, resource)
     for name in operation.path_parameters:
-        if name == "project_id":
-            values[name] = project_id
-        elif name == "user_id" and "project_id" in operation.path_parameters:
+        if name in values:
+            continue
+        if name in world.existing:
+            values[name] = world.existing[name]
+        elif name == "user_id" and resource == "project_id":
             values[name] = world.users[VIEWER].id  # a member of the project
         elif name == "user_id":
             own = world.users[VIEWER] if caller == ANONYMOUS else world.user(caller)
             values[name] = user_id_override or own.id
-        elif name == "path":
-            values[name] = "openapi.yaml"
+        elif name in PATH_VALUES:
+            values[name] = PATH_VALUES[name]
         else:
             world.mismatches.append(f"{operation}: no value for path parameter {name!r}")
             return
     url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], operation.path)
-    params = {"after": str(position)} if "after" in operation.query_parameters else {}
-    body = BODIES[operation.operation_id](world, caller) if operation.has_body else None
-    response = await client.request(
-        operation.method, url, params=params, json=body, headers=headers
-    )
+    params: dict[str, str] = {}
+    if "project_id" in operation.query_parameters:
+        params["project_id"] = world.project_p
+    # Read-your-writes on P's own read model; another read model's wait would time out.
+    if "after" in operation.query_parameters and resource == "project_id" and position:
+        params["after"] = str(position)
+    body = BODIES[operation.operation_id](world) if operation.has_body else {}
+    response = await client.request(operation.method, url, params=params, headers=headers, **body)
     try:
         answer = response.json()
     except ValueError:
         answer = None
-    want = expected(operation.permission, caller)
+    want = expected(operation, caller)
     if user_id_override is not None and caller not in (VIEWER, ADMIN_CALLER, ANONYMOUS):
         want = 403  # another user's account: only its owner and admins
     world.checked += 1
@@ -360,7 +453,7 @@ async def test_every_operation_answers_each_caller_as_its_declared_permission_sa
     assert not problems, "operations the matrix cannot check:\n" + "\n".join(problems)
     assert len(found) >= 20, found
 
-    world = await make_world(anonymous)
+    world = await make_world(anonymous, admin_id)
     for operation in found:
         for caller in CALLERS:
             await call(world, operation, caller)
@@ -369,6 +462,14 @@ async def test_every_operation_answers_each_caller_as_its_declared_permission_sa
                 await call(world, operation, caller, user_id_override=world.users[VIEWER].id)
 
     assert world.checked >= len(found) * len(CALLERS)
+    # Nothing the matrix did (logouts, deletions) ended a session or a membership it relied on.
+    for caller in CALLERS[1:]:
+        me = await anonymous.get("/api/v2/auth/me", headers=world.user(caller).headers)
+        assert me.status_code == 200, f"{caller}: {me.text}"
+    project = await anonymous.get(
+        f"/api/v2/projects/{world.project_p}", headers=world.users[VIEWER].headers
+    )
+    assert project.status_code == 200, project.text
     assert not world.mismatches, (
         f"{len(world.mismatches)} of {world.checked} calls answered wrongly:\n"
         + "\n".join(world.mismatches)
