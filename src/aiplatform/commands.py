@@ -79,6 +79,17 @@ class CommandHandler:
         """The aggregate folded from its whole stream: always up to date, unlike a read model."""
         return aggregate.fold(await self.store.read_stream(aggregate.stream_id(entity_id)))
 
+    async def record(
+        self, stream_id: str, events: list[Event], context: CommandContext
+    ) -> AppendResult:
+        """Appends facts that were checked elsewhere and need no decision, whatever the
+        stream's version: a login (the credentials were the check) must not read a stream
+        that grows with every login."""
+        result = await self.store.append(stream_id, events, context.metadata, expected_version=None)
+        for listener in self.listeners:
+            await listener(result)
+        return result
+
     async def _current(
         self, aggregate: Aggregate[State, Command], entity_id: str, new_stream: bool
     ) -> tuple[State | None, list[RecordedEvent]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 import msgspec
@@ -11,15 +12,14 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.params import JSONBody
 
-from aiplatform.aggregates import USERS
 from aiplatform.api.context import event_metadata
 from aiplatform.api.envelope import Envelope, ok
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import Principal, provide_principal
 from aiplatform.api.services import Services, provide_services
-from aiplatform.api.users import UserOut, user_out
+from aiplatform.api.users import UserOut, known_user
 from aiplatform.auth.accounts import RefreshRefusedError
-from aiplatform.auth.passwords import verify_password
+from aiplatform.auth.passwords import verify_password_off_loop
 from aiplatform.auth.permissions import AUTHENTICATED, PUBLIC
 from aiplatform.auth.tokens import ACCESS_TOKEN_TTL_S, issue_access_token
 from aiplatform.commands import CommandContext
@@ -86,7 +86,9 @@ async def create_token(
         )
     account = await services.accounts.by_username(credentials.username)
     # The hash is checked even for an unknown username: the same work, the same answer.
-    password_ok = verify_password(account.password_hash if account else None, credentials.password)
+    password_ok = await verify_password_off_loop(
+        account.password_hash if account else None, credentials.password
+    )
     if account is None or not password_ok or not account.active:
         await services.login_limiter.record_failure(credentials.username, client_ip)
         message = (
@@ -97,10 +99,9 @@ async def create_token(
         raise NotAuthorizedException(message)
     await services.login_limiter.record_success(credentials.username, client_ip)
     session_id, refresh_token = await services.accounts.start_session(account.user_id)
-    await services.commands.handle(
-        USERS,
-        account.user_id,
-        domain.RecordLogin(user_id=account.user_id, session_id=session_id),
+    await services.commands.record(
+        domain.stream_id(account.user_id),
+        [domain.UserLoggedIn(user_id=account.user_id, session_id=session_id)],
         CommandContext(metadata=event_metadata(request, actor=account.user_id)),
     )
     pair = TokenPair(
@@ -137,10 +138,10 @@ async def refresh_token(
 async def me(
     services: NamedDependency[Services], principal: NamedDependency[Principal]
 ) -> Envelope[UserOut]:
-    user = await services.commands.current_state(USERS, principal.user_id)
+    user = await known_user(services, uuid.UUID(principal.user_id))
     if user is None:
         raise NotAuthorizedException("this account no longer exists")
-    return ok(user_out(user))
+    return ok(user)
 
 
 @post(
@@ -157,10 +158,9 @@ async def logout(
 ) -> Envelope[dict[str, bool]]:
     await services.accounts.revoke_session(principal.session_id, "logged out")
     await services.standing.sessions_ended([principal.session_id])
-    await services.commands.handle(
-        USERS,
-        principal.user_id,
-        domain.RecordLogout(user_id=principal.user_id, session_id=principal.session_id),
+    await services.commands.record(
+        domain.stream_id(principal.user_id),
+        [domain.UserLoggedOut(user_id=principal.user_id, session_id=principal.session_id)],
         CommandContext(metadata=event_metadata(request)),
     )
     return ok({"logged_out": True})

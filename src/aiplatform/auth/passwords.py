@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -29,6 +31,21 @@ def policy_violation(password: str, username: str = "") -> str | None:
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+# Argon2 is deliberately slow (and releases the GIL): it runs in threads, a few at a time, so
+# that logins never stall the event loop that serves every other request.
+_argon2_slots = asyncio.Semaphore(2)
+
+
+async def hash_password_off_loop(password: str) -> str:
+    async with _argon2_slots:
+        return await asyncio.to_thread(hash_password, password)
+
+
+async def verify_password_off_loop(password_hash: str | None, password: str) -> bool:
+    async with _argon2_slots:
+        return await asyncio.to_thread(verify_password, password_hash, password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:

@@ -10,7 +10,6 @@ import msgspec
 from aiplatform.auth.permissions import SystemRole
 from aiplatform.domain.errors import (
     AlreadyExistsError,
-    InvalidStateError,
     NotFoundError,
     StaleVersionError,
 )
@@ -121,27 +120,12 @@ class UpdateUser(msgspec.Struct, frozen=True, kw_only=True):
     password_changed: bool = False
 
 
-class RecordLogin(msgspec.Struct, frozen=True, kw_only=True):
-    user_id: str
-    session_id: str
-
-
-class RecordLogout(msgspec.Struct, frozen=True, kw_only=True):
-    user_id: str
-    session_id: str
-
-
-UserCommand = RegisterUser | UpdateUser | RecordLogin | RecordLogout
+UserCommand = RegisterUser | UpdateUser
 
 
 class UserNotFoundError(NotFoundError):
     def __init__(self, user_id: str):
         super().__init__(f"user {user_id} does not exist")
-
-
-class UserDeactivatedError(InvalidStateError):
-    def __init__(self, user_id: str):
-        super().__init__(f"user {user_id} is deactivated")
 
 
 def _existing(state: User | None, user_id: str, expected_version: int | None) -> User:
@@ -170,14 +154,6 @@ def decide(state: User | None, command: UserCommand) -> list[Event]:
             return _decide_update(
                 _existing(state, command.user_id, command.expected_version), command
             )
-        case RecordLogin():
-            user = _existing(state, command.user_id, None)
-            if not user.active:
-                raise UserDeactivatedError(user.user_id)
-            return [UserLoggedIn(user_id=user.user_id, session_id=command.session_id)]
-        case RecordLogout():
-            user = _existing(state, command.user_id, None)
-            return [UserLoggedOut(user_id=user.user_id, session_id=command.session_id)]
 
 
 def _decide_update(user: User, command: UpdateUser) -> list[Event]:
