@@ -59,6 +59,12 @@ def connect(redis_url: str) -> aioredis.Redis:
     )
 
 
+def versioned_payload(raw: bytes) -> bytes | None:
+    """The payload of a stored `set_versioned` value; None for a tombstone."""
+    _, _, payload = raw.partition(b"|")
+    return payload or None
+
+
 class Cache:
     def __init__(self, client: aioredis.Redis | None, prefix: str = REDIS_KEY_PREFIX):
         self.client = client
@@ -106,10 +112,7 @@ class Cache:
     async def get_versioned(self, cache_key: str) -> bytes | None:
         """The payload of a `set_versioned` entry; None on a miss or a tombstone."""
         raw = await self.get(cache_key)
-        if raw is None:
-            return None
-        _, _, payload = raw.partition(b"|")
-        return payload or None
+        return versioned_payload(raw) if raw is not None else None
 
     async def set_versioned(self, entries: list[VersionedEntry], ttl_s: int) -> None:
         """Stores each entry unless Redis holds a newer version of it. A reader that read the

@@ -29,6 +29,7 @@ from aiplatform.auth.accounts import Accounts
 from aiplatform.auth.permissions import PUBLIC
 from aiplatform.auth.rate_limit import LoginRateLimiter
 from aiplatform.auth.standing import Standing
+from aiplatform.auth.tokens import VerifiedTokens
 from aiplatform.cache import Cache, connect, key_prefix
 from aiplatform.commands import CommandHandler
 from aiplatform.config import Settings
@@ -80,6 +81,7 @@ async def start_services(settings: Settings) -> Services:
         accounts=accounts,
         standing=Standing(accounts, cache),
         login_limiter=LoginRateLimiter(cache),
+        tokens=VerifiedTokens(settings.require_secret_key()),
         broker=broker,
         waker=waker,
     )

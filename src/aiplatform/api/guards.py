@@ -28,7 +28,7 @@ from aiplatform.aggregates import PROJECTS
 from aiplatform.api.owners import RESOLVERS, owning_project
 from aiplatform.api.services import Services
 from aiplatform.auth.permissions import ADMIN, AUTHENTICATED, PUBLIC
-from aiplatform.auth.tokens import InvalidTokenError, decode_access_token
+from aiplatform.auth.tokens import InvalidTokenError
 from aiplatform.domain.projects import ProjectNotFoundError
 
 # A route with `opt["serves"] = READ_MODEL` answers from the (cached) read model, so its guard
@@ -54,7 +54,10 @@ def declared_permission(route_handler: BaseRouteHandler) -> str:
     return permission
 
 
-async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+async def authenticate(
+    connection: ASGIConnection[Any, Any, Any, Any], prefetch: list[str] | None = None
+) -> tuple[Principal, list[bytes | None]]:
+    """The caller, and the cached values of `prefetch` keys read along with its session."""
     services: Services = connection.app.state.services
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -64,13 +67,14 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
             "(POST /api/v2/auth/token gives one)"
         )
     try:
-        claims = decode_access_token(services.settings.require_secret_key(), token.strip())
+        claims = services.tokens.decode(token.strip())
     except InvalidTokenError:
         raise NotAuthorizedException("the access token is invalid or expired") from None
-    standing = await services.standing.of(claims.sub, claims.sid)
+    standing, prefetched = await services.standing.of(claims.sub, claims.sid, prefetch)
     if standing is None or not standing[0]:
         raise NotAuthorizedException("this session has ended; log in again")
-    return Principal(user_id=claims.sub, session_id=claims.sid, system_role=standing[1])
+    principal = Principal(user_id=claims.sub, session_id=claims.sid, system_role=standing[1])
+    return principal, prefetched
 
 
 async def check_project_permission(
@@ -98,6 +102,7 @@ async def _guard_project(
     principal: Principal,
     permission: str,
     serves_read_model: bool,
+    cached_project: bytes | None,
 ) -> None:
     services: Services = connection.app.state.services
     project_id = await _project_id(connection, services)
@@ -118,7 +123,7 @@ async def _guard_project(
     waited = await services.read_after(
         connection, services.projects.read_model, int(after) if after and after.isdigit() else None
     )
-    view = await services.projects.get(project_id, fresh=waited is not None)
+    view = await services.projects.get(project_id, fresh=waited is not None, cached=cached_project)
     await check_project_permission(
         services, principal, view.members if view else None, str(project_id), permission
     )
@@ -129,10 +134,21 @@ async def _guard_project(
 async def permission_guard(
     connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
 ) -> None:
+    if connection.scope.get("method") == "OPTIONS":
+        return  # Litestar's automatic OPTIONS answers list methods only, for CORS preflights
     permission = declared_permission(route_handler)
     if permission == PUBLIC:
         return
-    principal = await authenticate(connection)
+    services: Services = connection.app.state.services
+    serves_read_model = route_handler.opt.get("serves") == READ_MODEL
+    path_project = connection.path_params.get("project_id")
+    # A cached read of a project: its cache entry comes in the session's round trip.
+    prefetch = (
+        [services.projects.cache_key(path_project)]
+        if serves_read_model and isinstance(path_project, uuid.UUID)
+        else []
+    )
+    principal, prefetched = await authenticate(connection, prefetch)
     connection.state.principal = principal
     if permission == AUTHENTICATED:
         return
@@ -140,8 +156,9 @@ async def permission_guard(
         if not principal.is_admin:
             raise PermissionDeniedException("this needs the admin role")
         return
-    serves_read_model = route_handler.opt.get("serves") == READ_MODEL
-    await _guard_project(connection, principal, permission, serves_read_model)
+    await _guard_project(
+        connection, principal, permission, serves_read_model, prefetched[0] if prefetched else None
+    )
 
 
 async def _project_id(

@@ -14,6 +14,7 @@ from aiplatform.api.errors import RequestError
 from aiplatform.auth.accounts import Accounts
 from aiplatform.auth.rate_limit import LoginRateLimiter
 from aiplatform.auth.standing import Standing
+from aiplatform.auth.tokens import VerifiedTokens
 from aiplatform.cache import Cache
 from aiplatform.commands import CommandHandler
 from aiplatform.config import Settings
@@ -47,6 +48,7 @@ class Services:
     accounts: Accounts
     standing: Standing
     login_limiter: LoginRateLimiter
+    tokens: VerifiedTokens
     broker: RedisBroker
     waker: ProjectorWaker
 

@@ -20,14 +20,21 @@ class Standing:
     def _session_key(self, session_id: str) -> str:
         return self.cache.key("auth", "session", session_id)
 
-    async def of(self, user_id: str, session_id: str) -> tuple[bool, str] | None:
-        """(live, system role), or None for an unknown user or session."""
-        user, session = await self.cache.get_many(
-            [self._user_key(user_id), self._session_key(session_id)]
+    async def of(
+        self, user_id: str, session_id: str, prefetch: list[str] | None = None
+    ) -> tuple[tuple[bool, str] | None, list[bytes | None]]:
+        """(live, system role), or None for an unknown user or session; and the values of the
+        `prefetch` keys, read in the same round trip (the resource the request is about)."""
+        extra = prefetch or []
+        user, session, *prefetched = await self.cache.get_many(
+            [self._user_key(user_id), self._session_key(session_id), *extra]
         )
         if user is not None and session is not None:
             active_flag, _, cached_role = user.decode().partition("|")
-            return active_flag == "1" and session == b"1", cached_role
+            return (active_flag == "1" and session == b"1", cached_role), prefetched
+        return await self._from_database(user_id, session_id), prefetched
+
+    async def _from_database(self, user_id: str, session_id: str) -> tuple[bool, str] | None:
         known = await self.accounts.standing(user_id, session_id)
         if known is None:
             return None

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 
 import jwt
 import msgspec
@@ -57,6 +58,27 @@ def decode_access_token(secret_key: str, token: str) -> AccessClaims:
         )
     except (jwt.PyJWTError, msgspec.ValidationError) as error:
         raise InvalidTokenError(str(error)) from None
+
+
+class VerifiedTokens:
+    """Tokens already verified, kept until they expire: a client sends the same access token
+    with every request for its 15 minutes, and checking its signature again each time costs
+    more than the rest of authentication. Bounded, oldest first out."""
+
+    def __init__(self, secret_key: str, max_entries: int = 10_000):
+        self.secret_key = secret_key
+        self.max_entries = max_entries
+        self._claims: OrderedDict[str, AccessClaims] = OrderedDict()
+
+    def decode(self, token: str) -> AccessClaims:
+        claims = self._claims.get(token)
+        if claims is not None and claims.exp > time.time():
+            return claims
+        claims = decode_access_token(self.secret_key, token)
+        self._claims[token] = claims
+        if len(self._claims) > self.max_entries:
+            self._claims.popitem(last=False)
+        return claims
 
 
 def new_refresh_token() -> str:

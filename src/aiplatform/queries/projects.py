@@ -10,7 +10,13 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from aiplatform.cache import TTL_PROJECT, TTL_PROJECT_LIST, Cache, VersionedEntry
+from aiplatform.cache import (
+    TTL_PROJECT,
+    TTL_PROJECT_LIST,
+    Cache,
+    VersionedEntry,
+    versioned_payload,
+)
 from aiplatform.projectors.projects import list_generation_key, project_key
 from aiplatform.projectors.read_models import ReadModel, load_read_model
 
@@ -89,14 +95,23 @@ class ProjectQueries:
         self.members = self.read_model.table("project_members")
         self.columns = _COLUMNS.format(members=self.read_model.table("project_members"))
 
-    async def get(self, project_id: uuid.UUID, *, fresh: bool = False) -> ProjectView | None:
+    def cache_key(self, project_id: uuid.UUID) -> str:
+        return project_key(self.cache, self.read_model, str(project_id))
+
+    async def get(
+        self, project_id: uuid.UUID, *, fresh: bool = False, cached: bytes | None = None
+    ) -> ProjectView | None:
         """`fresh` skips the cache: a read-your-writes read has just waited for the table, and
-        the cache is refreshed only after the projector commits."""
-        cache_key = project_key(self.cache, self.read_model, str(project_id))
+        the cache is refreshed only after the projector commits. `cached` is the cache entry
+        when the caller has read it already."""
         if not fresh:
-            cached = await self.cache.get_versioned(cache_key)
-            if cached is not None:
-                return _view_decoder.decode(cached)
+            payload = (
+                versioned_payload(cached)
+                if cached
+                else await self.cache.get_versioned(self.cache_key(project_id))
+            )
+            if payload is not None:
+                return _view_decoder.decode(payload)
         row = await self.pool.fetchrow(
             f"SELECT {self.columns} FROM {self.table} WHERE id = $1", project_id
         )
