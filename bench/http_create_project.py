@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import redis
 
+from aiplatform.bootstrap import ensure_admin
+from aiplatform.config import Settings
 from aiplatform.eventstore.store import EventStore, create_pool
 from benchlib import (
     ADMIN_DATABASE_URL,
@@ -107,6 +110,7 @@ def api_server(instance: str, database_url: str, redis_url: str) -> Iterator[str
         "AIPLATFORM_REDIS_URL": redis_url,
         # Namespaces the server's Redis keys and queues, so they can be deleted afterwards.
         "AIPLATFORM_INSTANCE": instance,
+        "AIPLATFORM_SECRET_KEY": SECRET_KEY,
     }
     command = [
         *(sys.executable, "-m", "uvicorn", "--factory", "http_app:create_app_from_env"),
@@ -130,6 +134,24 @@ def api_server(instance: str, database_url: str, redis_url: str) -> Iterator[str
         log_path.unlink(missing_ok=True)
 
 
+SECRET_KEY = secrets.token_urlsafe(48)
+ADMIN_PASSWORD = f"pw-{secrets.token_hex(8)}"
+
+
+def admin_token(base_url: str, database_url: str) -> str:
+    """Creates an admin in the scratch database and logs in: creating projects needs a user."""
+    settings = Settings(database_url=database_url, secret_key=SECRET_KEY)
+    asyncio.run(ensure_admin(settings, "bench", ADMIN_PASSWORD, "bench@example.com"))
+    request = urllib.request.Request(
+        f"{base_url}/api/v2/auth/token",
+        data=json.dumps({"username": "bench", "password": ADMIN_PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        token: str = json.loads(response.read())["data"]["access_token"]
+    return token
+
+
 def delete_redis_keys(redis_url: str, instance: str) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
@@ -145,6 +167,7 @@ def delete_redis_keys(redis_url: str, instance: str) -> None:
 _WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
 wrk.body = [[{body}]]
 """
 _WRK_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -190,11 +213,12 @@ class RawHttpClient:
     """Keep-alive HTTP/1.1 POSTs over asyncio streams: no HTTP library, so that the client costs
     the server as little CPU as Python allows."""
 
-    def __init__(self, host: str, port: int, body: bytes):
+    def __init__(self, host: str, port: int, body: bytes, token: str):
         self.host = host
         self.port = port
         self.request = (
             f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {token}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
@@ -249,15 +273,17 @@ LoadGenerator = Callable[[int], Awaitable[HttpRound]]
 
 
 @contextmanager
-def load_generator(client: str, base_url: str, connections: int) -> Iterator[LoadGenerator]:
+def load_generator(
+    client: str, base_url: str, connections: int, token: str
+) -> Iterator[LoadGenerator]:
     """A function that loads the API for a number of seconds and says how it went."""
     if client == "asyncio":
         host, port = base_url.removeprefix("http://").split(":")
-        raw = RawHttpClient(host, int(port), BODY)
+        raw = RawHttpClient(host, int(port), BODY, token)
         yield lambda seconds: raw.round(connections, seconds)
         return
     with tempfile.NamedTemporaryFile("w", prefix="bench-", suffix=".lua", delete=False) as lua:
-        lua.write(_WRK_SCRIPT.format(body=BODY.decode()))
+        lua.write(_WRK_SCRIPT.format(body=BODY.decode(), token=token))
     script = Path(lua.name)
     try:
         yield lambda seconds: wrk_round(f"{base_url}{PATH}", connections, seconds, script)
@@ -337,11 +363,10 @@ def main() -> None:
         client = "wrk" if shutil.which("wrk") else "asyncio"
     with scratch_database(arguments.admin_url) as (name, database_url):
         try:
-            with (
-                api_server(name, database_url, arguments.redis_url) as base_url,
-                load_generator(client, base_url, arguments.connections) as http_round,
-            ):
-                results = asyncio.run(measure(http_round, database_url, arguments))
+            with api_server(name, database_url, arguments.redis_url) as base_url:
+                token = admin_token(base_url, database_url)
+                with load_generator(client, base_url, arguments.connections, token) as http_round:
+                    results = asyncio.run(measure(http_round, database_url, arguments))
         finally:
             delete_redis_keys(arguments.redis_url, name)
     report(results, arguments, client)
