@@ -224,3 +224,20 @@ async def test_an_upload_cut_off_midway_leaves_no_blob(settings: Settings) -> No
         await receive_upload(_CutOffRequest(), store, key, max_bytes=10**9)  # type: ignore[arg-type]
     assert not await store.exists(key)
     assert not list((settings.data_dir / "blobs").rglob("*.tmp*"))
+
+
+async def test_a_deleted_dataset_is_gone_but_its_history_stays(client: Client) -> None:
+    project_id = await new_project(client)
+    dataset = (await upload(client, project_id, CSV_V1)).json()["data"]
+    url = f"/api/v2/datasets/{dataset['id']}"
+    deleted = await client.delete(url)
+    assert deleted.status_code == 200, deleted.text
+    assert (await client.get(url)).status_code == 404
+    assert (await client.get(f"{url}/versions/v1/download")).status_code == 404
+    history = (await client.get(f"{url}/history")).json()["data"]
+    assert history[-1]["type"] == "DatasetDeleted"
+    listed = await client.get(
+        "/api/v2/datasets",
+        params={"project_id": project_id, "after": deleted.json()["meta"]["position"]},
+    )
+    assert dataset["id"] not in [d["id"] for d in listed.json()["data"]]

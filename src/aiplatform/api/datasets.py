@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, Router, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
@@ -393,6 +393,36 @@ async def download_version(
     )
 
 
+class DatasetDeletion(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    deleted: bool = True
+
+
+@delete(
+    "/{dataset_id:uuid}",
+    operation_id="DeleteDataset",
+    summary="Delete a dataset (its history stays in the audit log)",
+    status_code=200,
+    opt={"permission": DATASET_WRITE},
+)
+async def delete_dataset(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    dataset_id: FromPath[uuid.UUID],
+) -> Response[Any]:
+    command = domain.DeleteDataset(dataset_id=str(dataset_id))
+    result = await services.commands.handle(
+        DATASETS, str(dataset_id), command, await command_context(request)
+    )
+    # The cached info goes now, not when the projector gets there: a deleted dataset must not
+    # be served from the cache to the client that deleted it.
+    tombstone = VersionedEntry(
+        dataset_info_key(services.cache, str(dataset_id)), result.stream_version
+    )
+    await services.cache.set_versioned([tombstone], TTL_ASSET_INFO)
+    return write_response(result, DatasetDeletion(id=dataset_id))
+
+
 @get(
     "/{dataset_id:uuid}/history",
     operation_id="GetDatasetHistory",
@@ -419,6 +449,7 @@ def datasets_router() -> Router:
             commit_version,
             get_version,
             download_version,
+            delete_dataset,
             dataset_history,
         ],
         dependencies={

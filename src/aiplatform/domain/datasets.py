@@ -135,7 +135,11 @@ class RecordQuality(msgspec.Struct, frozen=True, kw_only=True):
     report: dict[str, Any]
 
 
-DatasetCommand = CreateDataset | CommitVersion | RecordQuality
+class DeleteDataset(msgspec.Struct, frozen=True, kw_only=True):
+    dataset_id: str
+
+
+DatasetCommand = CreateDataset | CommitVersion | RecordQuality | DeleteDataset
 
 
 class DatasetNotFoundError(NotFoundError):
@@ -207,3 +211,6 @@ def decide(state: Dataset | None, command: DatasetCommand) -> list[Event]:
                     dataset_id=dataset.dataset_id, version=command.version, report=command.report
                 )
             ]
+        case DeleteDataset():
+            dataset = _existing(state, command.dataset_id)
+            return [DatasetDeleted(dataset_id=dataset.dataset_id)]
