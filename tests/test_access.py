@@ -229,3 +229,21 @@ async def test_audit_shows_both_actors_with_their_ip_and_user_agent(
     assert {e["resource_id"] for e in owners_view.json()["data"]} == {project["id"]}
     bad = await client.get("/api/v2/audit", params={"resource_type": "spaceship"})
     assert bad.status_code == 400
+
+
+async def test_owners_audit_the_experiments_of_their_projects(
+    client: Client, anonymous: Client
+) -> None:
+    _, owner_name, owner_password = await make_user(client)
+    owner = await login(anonymous, owner_name, owner_password)
+    project = (await project_of(anonymous, owner))["data"]
+    experiment = await anonymous.post(
+        "/api/v2/experiments", json={"project_id": project["id"], "name": "audited"}, headers=owner
+    )
+    assert experiment.status_code == 201
+    audit = await anonymous.get(
+        "/api/v2/audit",
+        params={"resource_type": "experiment", "after": experiment.json()["meta"]["position"]},
+        headers=owner,
+    )
+    assert [e["resource_id"] for e in audit.json()["data"]] == [experiment.json()["data"]["id"]]

@@ -40,18 +40,31 @@ class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def _readable_streams(services: Services, principal: Principal) -> list[str] | None:
-    """None: every stream (admins). Otherwise the project streams the caller may audit."""
+    """None: every stream (admins). Otherwise the streams of the projects the caller may
+    audit, and of the experiments, datasets and models in them."""
     if principal.is_admin:
         return None
     members = services.projects.read_model.table("project_members")
     rows = await services.pool.fetch(
         f"SELECT project_id, role FROM {members} WHERE user_id = $1", principal.user_id
     )
-    streams = []
-    for row in rows:
-        if AUDIT_READ in await services.roles.permissions(row["role"]):
-            streams.append(f"project-{row['project_id']}")
-    return streams
+    projects = [
+        row["project_id"]
+        for row in rows
+        if AUDIT_READ in await services.roles.permissions(row["role"])
+    ]
+    if not projects:
+        return []
+    experiments = services.experiments.read_model.table("experiments")
+    datasets = services.datasets.read_model.table("datasets")
+    owned = await services.pool.fetch(
+        f"SELECT 'experiment-' || id AS stream FROM {experiments} WHERE project_id = ANY($1) "
+        f"UNION ALL SELECT 'dataset-' || id FROM {datasets} WHERE project_id = ANY($1) "
+        "UNION ALL SELECT DISTINCT 'model-' || project_id || '-' || name FROM model_index "
+        "WHERE project_id = ANY($1)",
+        projects,
+    )
+    return [f"project-{p}" for p in projects] + [row["stream"] for row in owned]
 
 
 @get(
@@ -73,7 +86,9 @@ async def list_audit(
     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
     after: Annotated[
         int | None,
-        QueryParameter(ge=0, description="a write's position: wait until memberships include it"),
+        QueryParameter(
+            ge=0, description="a write's position: wait until who-owns-what includes it"
+        ),
     ] = None,
 ) -> Envelope[list[AuditEntry]]:
     if resource_type is not None and resource_type not in RESOURCE_TYPES:
@@ -82,7 +97,12 @@ async def list_audit(
         )
     if resource_id is not None and resource_type is None:
         raise RequestError("resource_id needs resource_type", field="resource_type")
-    await services.read_after(request, services.projects.read_model, after)
+    for read_model in (
+        services.projects.read_model,
+        services.experiments.read_model,
+        services.datasets.read_model,
+    ):
+        await services.read_after(request, read_model, after)
     streams = await _readable_streams(services, principal)
     if streams == []:
         return paginated([], total=0, page=page, limit=limit)
