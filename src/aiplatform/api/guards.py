@@ -27,7 +27,7 @@ from litestar.handlers.base import BaseRouteHandler
 from aiplatform.aggregates import PROJECTS
 from aiplatform.api.owners import RESOLVERS, owning_project
 from aiplatform.api.services import Services
-from aiplatform.auth.permissions import ADMIN, AUTHENTICATED, PUBLIC
+from aiplatform.auth.permissions import ADMIN, AUTHENTICATED, BUILTIN_PROJECT_ROLES, PUBLIC
 from aiplatform.auth.tokens import InvalidTokenError
 from aiplatform.domain.projects import ProjectNotFoundError
 
@@ -93,7 +93,9 @@ async def check_project_permission(
     role = members.get(principal.user_id)
     if role is None:
         raise ProjectNotFoundError(project_id)
-    if permission not in await services.roles.permissions(role):
+    # Built-in roles answer without a coroutine: this runs on every project request.
+    granted = BUILTIN_PROJECT_ROLES.get(role) or await services.roles.permissions(role)
+    if permission not in granted:
         raise PermissionDeniedException(f"your role in this project ({role}) lacks {permission}")
 
 
@@ -119,10 +121,14 @@ async def _guard_project(
         await check_project_permission(services, principal, members, str(project_id), permission)
         connection.state.project_state = project
         return
-    after = connection.query_params.get("after")
-    waited = await services.read_after(
-        connection, services.projects.read_model, int(after) if after and after.isdigit() else None
-    )
+    waited = None
+    if connection.scope.get("query_string") or "x-after-position" in connection.headers:
+        after = connection.query_params.get("after")
+        waited = await services.read_after(
+            connection,
+            services.projects.read_model,
+            int(after) if after and after.isdigit() else None,
+        )
     view = await services.projects.get(project_id, fresh=waited is not None, cached=cached_project)
     await check_project_permission(
         services, principal, view.members if view else None, str(project_id), permission
