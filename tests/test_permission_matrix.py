@@ -62,8 +62,8 @@ CREDENTIAL_ROUTES = {"CreateToken", "RefreshToken"}
 # `authenticated` routes whose handler lets a non-admin see only their own user: checked once
 # more on another user's id, where only that user and the admin get through.
 SELF_ONLY_USER_ROUTES = {"GetUser", "UpdateUser"}
-# `authenticated` routes (multipart uploads, which a guard cannot read) whose handler checks a
-# project permission in the project the form names: expected as if they declared it.
+# Multipart uploads (`opt["project_in"] = "form"`): the project is named in the form, which the
+# guard cannot read, so their handler checks the declared permission; expected the same way.
 HANDLER_CHECKED = {"RegisterModel": MODEL_WRITE, "CreateDataset": DATASET_WRITE}
 # An operation that changes the resource in its path runs on a fresh one.
 READ_METHODS = {"GET"}

@@ -20,12 +20,17 @@ from aiplatform.aggregates import DATASETS, PROJECTS
 from aiplatform.api.context import command_context
 from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
-from aiplatform.api.guards import Principal, check_project_permission, provide_principal
+from aiplatform.api.guards import (
+    FORM,
+    Principal,
+    check_project_permission,
+    provide_principal,
+)
 from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.responses import write_response
 from aiplatform.api.services import Services, provide_services
 from aiplatform.api.uploads import Upload, receive_upload
-from aiplatform.auth.permissions import AUTHENTICATED, DATASET_WRITE, PROJECT_READ
+from aiplatform.auth.permissions import DATASET_WRITE, PROJECT_READ
 from aiplatform.cache import TTL_ASSET_INFO, VersionedEntry
 from aiplatform.datasets.formats import (
     CONTENT_TYPES,
@@ -227,7 +232,7 @@ async def list_datasets(
     "from the content), `project_id`, `name`, and optionally `message` and `description`. Pass "
     "`project_id` in the query string too, to be refused before the upload rather than after.",
     status_code=201,
-    opt={"permission": AUTHENTICATED},
+    opt={"permission": DATASET_WRITE, "project_in": FORM},
     request_max_body_size=None,
 )
 async def create_dataset(
@@ -235,9 +240,7 @@ async def create_dataset(
     services: NamedDependency[Services],
     principal: NamedDependency[Principal],
 ) -> Response[Any]:
-    query_project = request.query_params.get("project_id")
-    if query_project is not None:
-        await _writable_project(services, principal, query_project)
+    query_project = request.query_params.get("project_id")  # checked by the guard already
     dataset_id = str(uuid.uuid4())
     key = f"datasets/{dataset_id}/{uuid.uuid4().hex}"
     upload, fmt, rows = await _receive(request, services, key)

@@ -35,6 +35,10 @@ from aiplatform.domain.projects import ProjectNotFoundError
 # checks access on the same view and hands it over as `request.state.project`; every other
 # project route is checked against the project's stream.
 READ_MODEL = "read_model"
+# A route with `opt["project_in"] = FORM` (a multipart upload) may name its project in the form,
+# which a guard cannot read without consuming the upload: without `?project_id=`, its handler
+# checks the declared permission once the form is read.
+FORM = "form"
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -105,9 +109,12 @@ async def _guard_project(
     permission: str,
     serves_read_model: bool,
     cached_project: bytes | None,
+    project_in_form: bool,
 ) -> None:
     services: Services = connection.app.state.services
     project_id = await _project_id(connection, services)
+    if project_id is None and project_in_form:
+        return  # a multipart upload names its project in the form: the handler checks it
     if project_id is None:
         raise ValidationException(
             "project_id is required (in the query string or the JSON body)",
@@ -163,7 +170,12 @@ async def permission_guard(
             raise PermissionDeniedException("this needs the admin role")
         return
     await _guard_project(
-        connection, principal, permission, serves_read_model, prefetched[0] if prefetched else None
+        connection,
+        principal,
+        permission,
+        serves_read_model,
+        prefetched[0] if prefetched else None,
+        project_in_form=route_handler.opt.get("project_in") == FORM,
     )
 
 

@@ -21,12 +21,17 @@ from aiplatform.aggregates import MODELS, PROJECTS
 from aiplatform.api.context import command_context, if_match_version
 from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
-from aiplatform.api.guards import Principal, check_project_permission, provide_principal
+from aiplatform.api.guards import (
+    FORM,
+    Principal,
+    check_project_permission,
+    provide_principal,
+)
 from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.responses import write_response
 from aiplatform.api.services import Services, provide_services
 from aiplatform.api.uploads import receive_upload
-from aiplatform.auth.permissions import AUTHENTICATED, MODEL_WRITE, PROJECT_READ
+from aiplatform.auth.permissions import MODEL_WRITE, PROJECT_READ
 from aiplatform.cache import TTL_ASSET_INFO, VersionedEntry
 from aiplatform.commands import CommandResult
 from aiplatform.domain import models as domain
@@ -159,7 +164,7 @@ async def list_models(
     "`training_dataset_id`, `training_dataset_version`. Pass `project_id` in the query string "
     "too, to be refused before the upload rather than after it.",
     status_code=201,
-    opt={"permission": AUTHENTICATED},
+    opt={"permission": MODEL_WRITE, "project_in": FORM},
     request_max_body_size=None,
 )
 async def register_model(
@@ -167,9 +172,7 @@ async def register_model(
     services: NamedDependency[Services],
     principal: NamedDependency[Principal],
 ) -> Response[Any]:
-    query_project = request.query_params.get("project_id")
-    if query_project is not None:
-        await _require_write(services, principal, query_project)
+    query_project = request.query_params.get("project_id")  # checked by the guard already
     model_id = str(uuid.uuid4())
     key = f"models/{model_id}/artifact"
     try:
