@@ -16,15 +16,16 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
-from aiplatform.aggregates import DATASETS, PROJECTS
+from aiplatform.aggregates import DATASETS
 from aiplatform.api.context import command_context
 from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import (
     FORM,
     Principal,
-    check_project_permission,
+    ensure_active,
     provide_principal,
+    require_active_project,
 )
 from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.responses import write_response
@@ -42,7 +43,6 @@ from aiplatform.datasets.formats import (
 )
 from aiplatform.domain import datasets as domain
 from aiplatform.domain.datasets import Dataset, DatasetVersion, NewVersion
-from aiplatform.domain.projects import ProjectArchivedError
 from aiplatform.eventstore.codec import RecordedEvent
 from aiplatform.projectors.datasets import dataset_info_key
 from aiplatform.queries.datasets import DatasetView
@@ -137,18 +137,6 @@ async def _load(services: Services, dataset_id: uuid.UUID, *, cached: bool = Fal
     entry = VersionedEntry(key, dataset.version, msgspec.json.encode(out))
     await services.cache.set_versioned([entry], TTL_ASSET_INFO)
     return out
-
-
-async def _writable_project(services: Services, principal: Principal, project_id: str) -> None:
-    try:
-        project = uuid.UUID(project_id)
-    except ValueError:
-        raise RequestError("project_id must be a UUID", field="project_id") from None
-    state = await services.commands.current_state(PROJECTS, str(project))
-    members = None if state is None or state.deleted else state.members
-    await check_project_permission(services, principal, members, str(project), DATASET_WRITE)
-    if state is not None and state.status == "archived":
-        raise ProjectArchivedError(state.project_id)
 
 
 async def _receive(
@@ -246,7 +234,7 @@ async def create_dataset(
     upload, fmt, rows = await _receive(request, services, key)
     try:
         project_id = upload.fields.get("project_id", query_project or "")
-        await _writable_project(services, principal, project_id)
+        await require_active_project(services, principal, project_id, DATASET_WRITE)
         try:
             name = _NAME.decode(msgspec.json.encode(upload.fields.get("name", "")))
         except msgspec.ValidationError:
@@ -313,9 +301,7 @@ async def commit_version(
     principal: NamedDependency[Principal],
     dataset_id: FromPath[uuid.UUID],
 ) -> Response[Any]:
-    project = request.state.project_state
-    if project is not None and project.status == "archived":
-        raise ProjectArchivedError(project.project_id)
+    ensure_active(request.state.project_state)
     key = f"datasets/{dataset_id}/{uuid.uuid4().hex}"
     upload, fmt, rows = await _receive(request, services, key)
     try:

@@ -15,6 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from aiplatform.aggregates import EXPERIMENTS
 from aiplatform.api.context import command_context, if_match_version
 from aiplatform.api.envelope import Envelope, ok, paginated
+from aiplatform.api.guards import ensure_active
 from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.responses import write_response
 from aiplatform.api.services import Services, provide_services
@@ -22,7 +23,6 @@ from aiplatform.auth.permissions import EXPERIMENT_WRITE, PROJECT_READ
 from aiplatform.commands import CommandResult
 from aiplatform.domain import experiments as domain
 from aiplatform.domain.experiments import Experiment
-from aiplatform.domain.projects import Project, ProjectArchivedError
 from aiplatform.queries.experiments import ExperimentView
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"\S")]
@@ -81,12 +81,6 @@ async def _written(services: Services, result: CommandResult[Experiment]) -> Exp
     return _out(experiment, creation[0].metadata.actor, result.created_at, result.updated_at)
 
 
-def _writable(request: Request[Any, Any, State]) -> None:
-    project: Project | None = request.state.project_state
-    if project is not None and project.status == "archived":
-        raise ProjectArchivedError(project.project_id)
-
-
 @get(
     "/",
     operation_id="ListExperiments",
@@ -121,7 +115,7 @@ async def create_experiment(
     services: NamedDependency[Services],
     data: JSONBody[ExperimentCreate],
 ) -> Response[Any]:
-    _writable(request)
+    ensure_active(request.state.project_state)
     experiment_id = str(uuid.uuid4())
     command = domain.CreateExperiment(
         experiment_id=experiment_id,
@@ -168,7 +162,7 @@ async def update_experiment(
     experiment_id: FromPath[uuid.UUID],
     data: JSONBody[ExperimentUpdate],
 ) -> Response[Any]:
-    _writable(request)
+    ensure_active(request.state.project_state)
     expected = if_match_version(request)
     command = domain.UpdateExperiment(
         experiment_id=str(experiment_id),
@@ -202,7 +196,7 @@ async def start_experiment(
     services: NamedDependency[Services],
     experiment_id: FromPath[uuid.UUID],
 ) -> Response[Any]:
-    _writable(request)
+    ensure_active(request.state.project_state)
     command = domain.StartExperiment(experiment_id=str(experiment_id))
     result = await services.commands.handle(
         EXPERIMENTS, str(experiment_id), command, await command_context(request)

@@ -25,11 +25,12 @@ from litestar.exceptions import (
 from litestar.handlers.base import BaseRouteHandler
 
 from aiplatform.aggregates import PROJECTS
+from aiplatform.api.errors import RequestError
 from aiplatform.api.owners import RESOLVERS, owning_project
 from aiplatform.api.services import Services
 from aiplatform.auth.permissions import ADMIN, AUTHENTICATED, BUILTIN_PROJECT_ROLES, PUBLIC
 from aiplatform.auth.tokens import InvalidTokenError
-from aiplatform.domain.projects import ProjectNotFoundError
+from aiplatform.domain.projects import Project, ProjectArchivedError, ProjectNotFoundError
 
 # A route with `opt["serves"] = READ_MODEL` answers from the (cached) read model, so its guard
 # checks access on the same view and hands it over as `request.state.project`; every other
@@ -101,6 +102,27 @@ async def check_project_permission(
     granted = BUILTIN_PROJECT_ROLES.get(role) or await services.roles.permissions(role)
     if permission not in granted:
         raise PermissionDeniedException(f"your role in this project ({role}) lacks {permission}")
+
+
+async def require_active_project(
+    services: Services, principal: Principal, project_id: str, permission: str
+) -> None:
+    """For handlers that learn their project late (from an upload's form): the caller holds
+    `permission` in it, and it is not archived."""
+    try:
+        project_uuid = uuid.UUID(project_id)
+    except ValueError:
+        raise RequestError("project_id must be a UUID", field="project_id") from None
+    project = await services.commands.current_state(PROJECTS, str(project_uuid))
+    members = None if project is None or project.deleted else project.members
+    await check_project_permission(services, principal, members, str(project_uuid), permission)
+    ensure_active(project)
+
+
+def ensure_active(project: Project | None) -> None:
+    """New things (experiments, dataset versions, models) go only into active projects."""
+    if project is not None and project.status == "archived":
+        raise ProjectArchivedError(project.project_id)
 
 
 async def _guard_project(

@@ -17,16 +17,11 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
-from aiplatform.aggregates import MODELS, PROJECTS
+from aiplatform.aggregates import MODELS
 from aiplatform.api.context import command_context, if_match_version
 from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
-from aiplatform.api.guards import (
-    FORM,
-    Principal,
-    check_project_permission,
-    provide_principal,
-)
+from aiplatform.api.guards import FORM, Principal, provide_principal, require_active_project
 from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.responses import write_response
 from aiplatform.api.services import Services, provide_services
@@ -184,7 +179,7 @@ async def register_model(
     try:
         fields = upload.fields
         project_id = fields.get("project_id", query_project or "")
-        await _require_write(services, principal, project_id)
+        await require_active_project(services, principal, project_id, MODEL_WRITE)
         name = fields.get("name", "")
         try:
             _NAME_RULE.decode(json.dumps(name))
@@ -236,16 +231,6 @@ async def register_model(
         raise
     view, _ = await _load(services, uuid.UUID(model_id))
     return write_response(result, view, status_code=201)
-
-
-async def _require_write(services: Services, principal: Principal, project_id: str) -> None:
-    try:
-        project = uuid.UUID(project_id)
-    except ValueError:
-        raise RequestError("project_id must be a UUID", field="project_id") from None
-    state = await services.commands.current_state(PROJECTS, str(project))
-    members = None if state is None or state.deleted else state.members
-    await check_project_permission(services, principal, members, str(project), MODEL_WRITE)
 
 
 @get(
