@@ -128,6 +128,11 @@ class Cache:
         if entries:
             await self._call(write, None)
 
+    async def mark_stale(self, versions: dict[str, int], ttl_s: int) -> None:
+        """Tombstones each key at its new version (key -> version): readers miss and reload,
+        and none can store an older value afterwards."""
+        await self.set_versioned([VersionedEntry(k, v) for k, v in versions.items()], ttl_s)
+
     async def set_if_absent(self, cache_key: str, ttl_ms: int) -> bool:
         """A gate: True for the first caller until the key expires or is deleted. When Redis
         is unavailable every caller passes, so work is repeated rather than lost."""

@@ -405,10 +405,9 @@ async def delete_dataset(
     )
     # The cached info goes now, not when the projector gets there: a deleted dataset must not
     # be served from the cache to the client that deleted it.
-    tombstone = VersionedEntry(
-        dataset_info_key(services.cache, str(dataset_id)), result.stream_version
+    await services.cache.mark_stale(
+        {dataset_info_key(services.cache, str(dataset_id)): result.stream_version}, TTL_ASSET_INFO
     )
-    await services.cache.set_versioned([tombstone], TTL_ASSET_INFO)
     return write_response(result, DatasetDeletion(id=dataset_id))
 
 

@@ -274,11 +274,10 @@ async def update_model(
     view, line = await _load(services, model_id)
     # Now rather than when the projector gets there, for the client that made the change: a
     # promotion also demotes another version, so every version of the name is marked stale.
-    tombstones = [
-        VersionedEntry(model_info_key(services.cache, other), line.version)
-        for other in line.versions
-    ]
-    await services.cache.set_versioned(tombstones, TTL_ASSET_INFO)
+    await services.cache.mark_stale(
+        {model_info_key(services.cache, other): line.version for other in line.versions},
+        TTL_ASSET_INFO,
+    )
     return write_response(result, view)
 
 

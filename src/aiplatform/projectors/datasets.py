@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from aiplatform.cache import TTL_ASSET_INFO, Cache, VersionedEntry
+from aiplatform.cache import TTL_ASSET_INFO, Cache
 from aiplatform.domain.datasets import (
     DatasetCreated,
     DatasetDeleted,
@@ -98,11 +98,7 @@ class DatasetsProjector:
 
     async def after_commit(self, cache: Cache, events: Sequence[RecordedEvent]) -> None:
         """Tombstones the cached dataset info (`api.datasets._load`) at its new version."""
-        latest = {e.event.dataset_id: e.stream_version for e in events}  # type: ignore[attr-defined]
-        await cache.set_versioned(
-            [
-                VersionedEntry(dataset_info_key(cache, dataset_id), version)
-                for dataset_id, version in latest.items()
-            ],
+        await cache.mark_stale(
+            {dataset_info_key(cache, e.event.dataset_id): e.stream_version for e in events},  # type: ignore[attr-defined]
             TTL_ASSET_INFO,
         )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from aiplatform.cache import TTL_ASSET_INFO, Cache, VersionedEntry
+from aiplatform.cache import TTL_ASSET_INFO, Cache
 from aiplatform.domain.models import ModelCardUpdated, ModelRegistered, ModelStageChanged
 from aiplatform.eventstore.codec import RecordedEvent
 from aiplatform.projectors.read_models import ReadModel, load_read_model
@@ -66,11 +66,7 @@ class ModelsProjector:
 
     async def after_commit(self, cache: Cache, events: Sequence[RecordedEvent]) -> None:
         """Tombstones the cached model info (`api.models._load`) at its line's new version."""
-        latest = {e.event.model_id: e.stream_version for e in events}  # type: ignore[attr-defined]
-        await cache.set_versioned(
-            [
-                VersionedEntry(model_info_key(cache, model_id), version)
-                for model_id, version in latest.items()
-            ],
+        await cache.mark_stale(
+            {model_info_key(cache, e.event.model_id): e.stream_version for e in events},  # type: ignore[attr-defined]
             TTL_ASSET_INFO,
         )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from aiplatform.cache import TTL_PROJECT, Cache, VersionedEntry
+from aiplatform.cache import TTL_PROJECT, Cache
 from aiplatform.domain.projects import (
     MemberGranted,
     MemberRevoked,
@@ -149,12 +149,11 @@ class ProjectsProjector:
         )
 
     async def after_commit(self, cache: Cache, events: Sequence[RecordedEvent]) -> None:
-        latest = {event.event.project_id: event.stream_version for event in events}  # type: ignore[attr-defined]
-        await cache.set_versioned(
-            [
-                VersionedEntry(project_key(cache, self.read_model, project_id), version)
-                for project_id, version in latest.items()
-            ],
+        await cache.mark_stale(
+            {
+                project_key(cache, self.read_model, e.event.project_id): e.stream_version  # type: ignore[attr-defined]
+                for e in events
+            },
             TTL_PROJECT,
         )
         await cache.bump(list_generation_key(cache, self.read_model))
