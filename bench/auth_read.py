@@ -63,7 +63,14 @@ from aiplatform.eventstore.store import create_pool
 from aiplatform.projectors.registry import all_projectors
 from aiplatform.projectors.runner import catch_up
 from aiplatform.queries.projects import ProjectView
-from benchlib import ADMIN_DATABASE_URL, REDIS_URL, median, paired_ratio, scratch_database
+from benchlib import (
+    ADMIN_DATABASE_URL,
+    REDIS_URL,
+    median,
+    paired_ratio,
+    print_ratio,
+    scratch_database,
+)
 from http_create_project import (
     HttpRound,
     delete_redis_keys,
@@ -494,13 +501,7 @@ def report(results: Results, arguments: argparse.Namespace, client: str) -> None
     )
     with_auth = [r.requests_per_second for r in rounds[AUTHENTICATED]]
     without = [r.requests_per_second for r in baseline]
-    ratio = paired_ratio(with_auth, without)
-    per_round = ", ".join(f"{a / b:.2f}" for a, b in zip(with_auth, without, strict=True))
-    verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
-    print(
-        f"RATIO authenticated/unauthenticated: {ratio:.2f} (per round: {per_round}); "
-        f"{verdict} the target of {TARGET_RATIO}"
-    )
+    print_ratio("authenticated/unauthenticated", with_auth, without, TARGET_RATIO)
 
 
 def parse_arguments() -> argparse.Namespace:

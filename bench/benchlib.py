@@ -136,3 +136,13 @@ def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
     """The median of per-round ratios: each round's two sides ran back to back, so a slow
     moment of the machine hits both sides of one ratio rather than one side of the median."""
     return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
+
+
+def print_ratio(
+    label: str, numerators: list[float], denominators: list[float], target: float
+) -> None:
+    """The benchmark's verdict line: the median per-round ratio, each round's, the target."""
+    ratio = paired_ratio(numerators, denominators)
+    per_round = ", ".join(f"{n / d:.2f}" for n, d in zip(numerators, denominators, strict=True))
+    verdict = "meets" if ratio >= target else "MISSES"
+    print(f"RATIO {label}: {ratio:.2f} (per round: {per_round}); {verdict} the target of {target}")

@@ -52,7 +52,13 @@ import psutil
 
 from aiplatform.bootstrap import ensure_admin
 from aiplatform.config import load_settings
-from benchlib import ADMIN_DATABASE_URL, REDIS_URL, median, paired_ratio, scratch_database
+from benchlib import (
+    ADMIN_DATABASE_URL,
+    REDIS_URL,
+    median,
+    print_ratio,
+    scratch_database,
+)
 from http_create_project import delete_redis_keys, free_port, wait_until_ready
 
 TARGET_RATIO = 0.5
@@ -444,7 +450,6 @@ def report(results: Results, rounds: int) -> None:
     data = results.data
     upload_rates = [data.size / MB / u.seconds for u in results.uploads]
     copy_rates = [data.size / MB / seconds for seconds in results.copies]
-    ratio = paired_ratio(upload_rates, copy_rates)
     print(f"\n{data.size / 2**20:,.0f} MiB CSV, {data.rows:,} rows; median of {rounds} rounds")
     print(f"{'':<28}{'MB/s':>8}{'seconds':>10}")
     print(
@@ -474,12 +479,7 @@ def report(results: Results, rounds: int) -> None:
     )
     if results.quality is not None and results.quality["rows"] != data.rows:
         print(f"WARNING: the report counts {results.quality['rows']:,} rows, not {data.rows:,}")
-    per_round = ", ".join(f"{u / c:.2f}" for u, c in zip(upload_rates, copy_rates, strict=True))
-    verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
-    print(
-        f"RATIO upload/copy: {ratio:.2f} (per round: {per_round}); "
-        f"{verdict} the target of {TARGET_RATIO}"
-    )
+    print_ratio("upload/copy", upload_rates, copy_rates, TARGET_RATIO)
 
 
 def parse_arguments() -> argparse.Namespace:

@@ -42,7 +42,7 @@ from benchlib import (
     Command,
     median,
     new_stream_id,
-    paired_ratio,
+    print_ratio,
     project_created,
     run_writers,
     scratch_database,
@@ -320,7 +320,6 @@ async def measure(
 
 def report(results: Results, arguments: argparse.Namespace, client: str) -> None:
     http_rates = [r.requests_per_second for r in results.http]
-    ratio = paired_ratio(http_rates, results.store)
     print(
         f"POST {PATH}: {arguments.connections} connections ({client}), store: "
         f"{arguments.writers} writers; median of {arguments.rounds} rounds of "
@@ -333,12 +332,7 @@ def report(results: Results, arguments: argparse.Namespace, client: str) -> None
         f"{median([r.p99_ms for r in results.http]):>10.1f}"
     )
     print(f"{'store append':<24}{median(results.store):>12,.0f}")
-    per_round = ", ".join(f"{h / s:.2f}" for h, s in zip(http_rates, results.store, strict=True))
-    verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
-    print(
-        f"RATIO http/store: {ratio:.2f} (per round: {per_round}); "
-        f"{verdict} the target of {TARGET_RATIO}"
-    )
+    print_ratio("http/store", http_rates, results.store, TARGET_RATIO)
 
 
 def parse_arguments() -> argparse.Namespace:
