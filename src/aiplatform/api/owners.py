@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiplatform.aggregates import DATASETS, EXPERIMENTS
 from aiplatform.api.services import Services
+from aiplatform.domain import jobs
 from aiplatform.domain.datasets import DatasetNotFoundError
 from aiplatform.domain.experiments import ExperimentNotFoundError
 from aiplatform.domain.models import ModelNotFoundError
@@ -40,11 +41,20 @@ async def _model(services: Services, model_id: uuid.UUID) -> str:
     return found[0]
 
 
+async def _job(services: Services, job_id: uuid.UUID) -> str:
+    # The submission alone names the project: a long job's stream is not read to find it.
+    submitted = await services.store.read_stream(jobs.stream_id(str(job_id)), up_to_version=1)
+    if not submitted or not isinstance(submitted[0].event, jobs.JobSubmitted):
+        raise jobs.JobNotFoundError(str(job_id))
+    return submitted[0].event.project_id
+
+
 # Path parameter -> how to find the project of the resource it names.
 RESOLVERS: dict[str, Callable[[Services, uuid.UUID], Awaitable[str]]] = {
     "experiment_id": _experiment,
     "dataset_id": _dataset,
     "model_id": _model,
+    "job_id": _job,
 }
 
 _owners: OrderedDict[uuid.UUID, uuid.UUID] = OrderedDict()
