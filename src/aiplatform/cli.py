@@ -22,6 +22,8 @@ log = logging.getLogger("aiplatform")
 # few milliseconds instead of backing off to a second (Dramatiq's default worker timeout).
 FAST_QUEUES = ("projector", "inference")
 FAST_WORKER_TIMEOUT_MS = 25
+# A training worker runs one job per thread; `up` gives training one thread of its own.
+TRAINING_QUEUES = ("training",)
 STOP_TIMEOUT_S = 8.0
 
 
@@ -162,6 +164,11 @@ def run_worker(queues: str, process_count: int, threads: int, shutdown_timeout_s
     env = dict(os.environ)
     if any(queue in FAST_QUEUES for queue in wanted):
         env["dramatiq_worker_timeout"] = str(FAST_WORKER_TIMEOUT_MS)
+    if "training" in wanted:
+        # Dramatiq fetches ahead twice as many messages as threads by default. A training
+        # token held by a busy worker is a job another, idle worker cannot start: fetch only
+        # what the threads can run now.
+        env["dramatiq_queue_prefetch"] = str(threads)
     command = [
         sys.executable,
         "-m",
@@ -225,11 +232,17 @@ def run_up(settings: Settings, host: str | None, port: int | None, data_dir: Pat
             "AIPLATFORM_DATA_DIR": str(settings.data_dir),
             "AIPLATFORM_SECRET_KEY": settings.require_secret_key(),
         }
-        slow_queues = ",".join(q for q in QUEUES if q not in FAST_QUEUES)
+        slow_queues = ",".join(
+            q for q in QUEUES if q not in FAST_QUEUES and q not in TRAINING_QUEUES
+        )
         for name, command in (
             ("api", ["api", "--host", host, "--port", str(port)]),
             ("fast worker", ["worker", "--queues", ",".join(FAST_QUEUES), "--threads", "2"]),
             ("worker", ["worker", "--queues", slow_queues, "--threads", "2"]),
+            (
+                "training worker",
+                ["worker", "--queues", ",".join(TRAINING_QUEUES), "--threads", "1"],
+            ),
             ("scheduler", ["scheduler"]),
         ):
             children.append(processes.start(name, command, env))

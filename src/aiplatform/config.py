@@ -35,6 +35,9 @@ class Settings:
     max_upload_bytes: int = 10 * 1024**3
     read_your_writes_timeout_s: float = 5.0
     projector_batch_size: int = 500
+    # `accelerate launch` options for training jobs (e.g. "--multi_gpu --num_processes 8");
+    # unset: one process per visible NVIDIA GPU, or one CPU process.
+    accelerate_args: str | None = None
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:
         return replace(self, database_url=database_url, redis_url=redis_url)
@@ -98,4 +101,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_pool_size=_int(env, "AIPLATFORM_DATABASE_POOL_SIZE", 10),
         max_request_body_bytes=_int(env, "AIPLATFORM_MAX_REQUEST_BODY_BYTES", 1_048_576),
         max_upload_bytes=_int(env, "AIPLATFORM_MAX_UPLOAD_BYTES", 10 * 1024**3),
+        accelerate_args=env.get("AIPLATFORM_ACCELERATE_ARGS") or None,
     )

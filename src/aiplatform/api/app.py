@@ -24,6 +24,7 @@ from aiplatform.api.models import models_router
 from aiplatform.api.projects import projects_router
 from aiplatform.api.roles import roles_router
 from aiplatform.api.services import Services
+from aiplatform.api.training import training_router
 from aiplatform.api.users import users_router
 from aiplatform.auth.accounts import Accounts
 from aiplatform.auth.permissions import PUBLIC
@@ -118,6 +119,7 @@ def create_app(settings: Settings) -> Litestar:
             users_router(),
             roles_router(),
             audit_router(),
+            training_router(),
         ],
     )
     return Litestar(

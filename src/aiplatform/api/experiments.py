@@ -19,11 +19,14 @@ from aiplatform.api.guards import ensure_active
 from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.responses import write_response
 from aiplatform.api.services import Services, provide_services
+from aiplatform.api.training import submission_refused
 from aiplatform.auth.permissions import EXPERIMENT_WRITE, PROJECT_READ
 from aiplatform.commands import CommandResult
 from aiplatform.domain import experiments as domain
+from aiplatform.domain import jobs
 from aiplatform.domain.experiments import Experiment
 from aiplatform.queries.experiments import ExperimentView
+from aiplatform.training_submission import Submission, SubmissionError, submit_training
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"\S")]
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
@@ -197,11 +200,68 @@ async def start_experiment(
     experiment_id: FromPath[uuid.UUID],
 ) -> Response[Any]:
     ensure_active(request.state.project_state)
-    command = domain.StartExperiment(experiment_id=str(experiment_id))
-    result = await services.commands.handle(
-        EXPERIMENTS, str(experiment_id), command, await command_context(request)
+    experiment = await services.commands.current_state(EXPERIMENTS, str(experiment_id))
+    if experiment is None:
+        raise domain.ExperimentNotFoundError(str(experiment_id))
+    # Refused before a job is submitted: a running or archived experiment does not start.
+    domain.decide(experiment, domain.StartExperiment(experiment_id=experiment.experiment_id))
+    context = await command_context(request)
+    try:
+        submitted = await submit_training(
+            services.commands,
+            services.pool,
+            services.broker,
+            _submission(experiment),
+            context,
+        )
+    except SubmissionError as error:
+        raise submission_refused(error, prefix="config.") from None
+    assert submitted.state is not None
+    command = domain.StartExperiment(
+        experiment_id=experiment.experiment_id, job_id=submitted.state.job_id
     )
+    result = await services.commands.handle(EXPERIMENTS, str(experiment_id), command, context)
     return write_response(result, await _written(services, result))
+
+
+def _submission(experiment: Experiment) -> Submission:
+    """The experiment's training job, from its `config` (`template`, `dataset_id`,
+    `dataset_version`, `hyperparameters`, `priority`, `time_limit_s`, `model_name`) and its
+    `base_model`."""
+    config = experiment.config
+    problems = [
+        (f"config.{key}", f"an experiment needs `{key}` in its config to start training")
+        for key in ("template", "dataset_id")
+        if not isinstance(config.get(key), str)
+    ]
+    hyperparameters = config.get("hyperparameters", {})
+    if not isinstance(hyperparameters, dict):
+        problems.append(("config.hyperparameters", "hyperparameters must be an object"))
+    numbers = {"priority": jobs.DEFAULT_PRIORITY, "time_limit_s": jobs.DEFAULT_TIME_LIMIT_S}
+    for key in numbers:
+        value = config.get(key, numbers[key])
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append((f"config.{key}", f"{key} must be an integer"))
+        elif key == "time_limit_s" and not 1 <= value <= jobs.MAX_TIME_LIMIT_S:
+            problems.append((f"config.{key}", f"{key} must be 1-{jobs.MAX_TIME_LIMIT_S}"))
+        else:
+            numbers[key] = value
+    if problems:
+        raise submission_refused(SubmissionError(problems))
+    version = config.get("dataset_version")
+    name = config.get("model_name")
+    return Submission(
+        project_id=experiment.project_id,
+        template=str(config["template"]),
+        dataset_id=str(config["dataset_id"]),
+        dataset_version=str(version) if version is not None else None,
+        base_model_id=experiment.base_model,
+        hyperparameters=hyperparameters,
+        priority=numbers["priority"],
+        time_limit_s=numbers["time_limit_s"],
+        name=str(name) if name is not None else experiment.name,
+        experiment_id=experiment.experiment_id,
+    )
 
 
 @get(

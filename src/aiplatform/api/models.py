@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get, post, put
 from litestar.datastructures import State
@@ -28,11 +27,10 @@ from aiplatform.api.services import Services, provide_services
 from aiplatform.api.uploads import receive_upload
 from aiplatform.auth.permissions import MODEL_WRITE, PROJECT_READ
 from aiplatform.cache import TTL_ASSET_INFO, VersionedEntry
-from aiplatform.commands import CommandResult
 from aiplatform.domain import models as domain
 from aiplatform.domain.models import ModelCard, ModelLine, Stage
-from aiplatform.eventstore.store import AppendResult
 from aiplatform.ml.artifacts import UnsupportedArtifactError, artifact_framework
+from aiplatform.model_registration import register_model as register
 from aiplatform.projectors.models import model_info_key
 from aiplatform.queries.models import ModelView
 from aiplatform.storage import BlobTooLargeError
@@ -200,14 +198,6 @@ async def register_model(
             metrics=_form_metrics(fields.get("metrics")),
         )
 
-        async def index(connection: asyncpg.Connection, _: AppendResult) -> None:
-            await connection.execute(
-                "INSERT INTO model_index (model_id, project_id, name) VALUES ($1, $2, $3)",
-                uuid.UUID(model_id),
-                uuid.UUID(project_id),
-                name,
-            )
-
         command = domain.RegisterModel(
             model_id=model_id,
             project_id=project_id,
@@ -219,10 +209,7 @@ async def register_model(
             metrics=card.metrics,
             card=card,
         )
-        line = domain.line_of(project_id, name)
-        result: CommandResult[ModelLine] = await services.commands.handle(
-            MODELS, line, command, await command_context(request), in_transaction=index
-        )
+        result = await register(services.commands, command, await command_context(request))
     except UnsupportedArtifactError as error:
         await services.blobs.delete(key)
         raise RequestError(str(error), field="file", status_code=422) from None

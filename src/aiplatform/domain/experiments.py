@@ -45,6 +45,7 @@ class ExperimentUpdated(Event, frozen=True):
 
 class ExperimentStarted(Event, frozen=True):
     experiment_id: str
+    job_id: str | None = None  # the training job the start submitted
 
 
 class ExperimentFinished(Event, frozen=True):
@@ -122,9 +123,16 @@ class UpdateExperiment(msgspec.Struct, frozen=True, kw_only=True):
 
 class StartExperiment(msgspec.Struct, frozen=True, kw_only=True):
     experiment_id: str
+    job_id: str | None = None
 
 
-ExperimentCommand = CreateExperiment | UpdateExperiment | StartExperiment
+class FinishExperiment(msgspec.Struct, frozen=True, kw_only=True):
+    experiment_id: str
+    status: Literal["completed", "failed", "cancelled"]
+    metrics: dict[str, float]
+
+
+ExperimentCommand = CreateExperiment | UpdateExperiment | StartExperiment | FinishExperiment
 
 
 class ExperimentNotFoundError(NotFoundError):
@@ -184,4 +192,17 @@ def decide(state: Experiment | None, command: ExperimentCommand) -> list[Event]:
                     f"experiment {experiment.experiment_id} is {experiment.status}; "
                     "it cannot be started"
                 )
-            return [ExperimentStarted(experiment_id=experiment.experiment_id)]
+            return [
+                ExperimentStarted(experiment_id=experiment.experiment_id, job_id=command.job_id)
+            ]
+        case FinishExperiment():
+            experiment = _existing(state, command.experiment_id)
+            if experiment.status != "running":
+                return []  # finished already, or changed by hand meanwhile
+            return [
+                ExperimentFinished(
+                    experiment_id=experiment.experiment_id,
+                    status=command.status,
+                    metrics=command.metrics,
+                )
+            ]

@@ -211,13 +211,11 @@ class SubmitJob(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StartAttempt(msgspec.Struct, frozen=True, kw_only=True):
-    """A worker took the job. `lost_worker`: the job was running when this worker got it, so
-    the previous worker stopped without finishing (a redelivered message)."""
+    """A worker started the job's trainer."""
 
     job_id: str
     worker: str
     devices: list[str]
-    lost_worker: bool = False
 
 
 class RetryJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -281,38 +279,26 @@ def decide(state: Job | None, command: JobCommand) -> list[Event]:
         return []
     match command:
         case StartAttempt():
-            events: list[Event] = []
-            attempt = job.attempt + 1
-            if job.status == "running" and command.lost_worker:
-                events.append(
-                    JobRetried(
-                        job_id=job.job_id,
-                        attempt=attempt,
-                        reason="the worker running it stopped before the job finished",
-                    )
-                )
-            if attempt > MAX_ATTEMPTS:
-                return [
-                    *events,
-                    JobFailed(
-                        job_id=job.job_id,
-                        error=f"gave up after {MAX_ATTEMPTS} attempts",
-                        traceback=None,
-                        attempt=attempt - 1,
-                    ),
-                ]
             resumed = job.checkpoint.step if job.checkpoint is not None else None
             return [
-                *events,
                 JobStarted(
                     job_id=job.job_id,
-                    attempt=attempt,
+                    attempt=job.attempt + 1,
                     worker=command.worker,
                     devices=command.devices,
                     resumed_from_step=resumed,
-                ),
+                )
             ]
         case RetryJob():
+            if job.attempt >= MAX_ATTEMPTS:
+                return [
+                    JobFailed(
+                        job_id=job.job_id,
+                        error=f"gave up after {MAX_ATTEMPTS} attempts; the last: {command.reason}",
+                        traceback=None,
+                        attempt=job.attempt,
+                    )
+                ]
             return [JobRetried(job_id=job.job_id, attempt=job.attempt + 1, reason=command.reason)]
         case ConfirmCancelled():
             return [JobCancelled(job_id=job.job_id, step=job.step or None)]

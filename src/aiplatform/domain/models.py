@@ -34,6 +34,10 @@ class ModelCard(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     training_dataset_id: str | None = None
     training_dataset_version: str | None = None
     metrics: dict[str, float] = {}
+    # Set for models a training job produced: how to train it again, or continue from it.
+    template: str | None = None
+    hyperparameters: dict[str, Any] = {}
+    training_job_id: str | None = None
 
 
 class ModelRegistered(Event, frozen=True):
@@ -149,6 +153,8 @@ class ModelNotFoundError(NotFoundError):
 def decide(state: ModelLine | None, command: ModelCommand) -> list[Event]:
     match command:
         case RegisterModel():
+            if state is not None and command.model_id in state.versions:
+                return []  # registered already: a redelivered training job registers once
             next_version = 1 + max(
                 (v.version for v in (state.versions.values() if state else [])), default=0
             )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dramatiq
 
+from aiplatform.domain.jobs import MAX_ATTEMPTS, MAX_TIME_LIMIT_S
 from aiplatform.projectors.runner import catch_up
+from aiplatform.training_queue import RETRY_MAX_BACKOFF_MS, RETRY_MIN_BACKOFF_MS, RUN_TRAINING_JOB
 from aiplatform.workers.broker import PROJECT_READ_MODELS
 from aiplatform.workers.datasets import REPORT_QUALITY, report_quality
 from aiplatform.workers.resources import worker_resources
+from aiplatform.workers.training import RetryableTrainingError, run_claimed_job
 from aiplatform.workers.waker import wake_gate_key
 
 
@@ -35,3 +38,22 @@ async def project_read_models() -> None:
             resources.cache,
             batch_size=resources.settings.projector_batch_size,
         )
+
+
+def _worth_retrying(retries: int, error: BaseException) -> bool:
+    """Only failures that can pass are retried. The job's own attempt count (its events)
+    decides when to give up, and fails the job then; this bound is only a backstop."""
+    return isinstance(error, RetryableTrainingError) and retries < MAX_ATTEMPTS
+
+
+@dramatiq.actor(
+    actor_name=RUN_TRAINING_JOB,
+    queue_name="training",
+    min_backoff=RETRY_MIN_BACKOFF_MS,
+    max_backoff=RETRY_MAX_BACKOFF_MS,
+    retry_when=_worth_retrying,
+    # Each job enforces its own time limit (JobSubmitted.time_limit_s); this is only a backstop.
+    time_limit=(MAX_TIME_LIMIT_S + 3_600) * 1_000,
+)
+async def run_training_job(token: str) -> None:
+    await run_claimed_job(await worker_resources(), token)

@@ -19,6 +19,10 @@ QUEUES = ("projector", "training", "inference", "data", "notification", "monitor
 # Redis hands a dead worker's unacknowledged messages back after this long. Dramatiq's 60 s
 # default would stall the projector for a minute after a crash; workers beat every few seconds.
 HEARTBEAT_TIMEOUT_MS = 15_000
+# Each broker command has this chance in a million of doing the maintenance that requeues a dead
+# worker's messages. Dramatiq's default (1,000) can leave a killed training job's message
+# parked for many minutes on a quiet queue; a dead-worker check is one sorted-set range query.
+MAINTENANCE_CHANCE = 50_000
 
 PROJECT_READ_MODELS = "project_read_models"
 
@@ -31,6 +35,7 @@ def build_broker(settings: Settings) -> RedisBroker:
         url=settings.require_redis_url(),
         namespace=namespace,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+        maintenance_chance=MAINTENANCE_CHANCE,
     )
     broker.add_middleware(AsyncIO())
     return broker
