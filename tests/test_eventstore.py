@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 import pytest
 
+from aiplatform.commands import CommandContext, CommandHandler
 from aiplatform.eventstore.codec import Event, EventMetadata, decode_event, upcaster
 from aiplatform.eventstore.errors import ConcurrencyError, IdempotencyKeyReusedError
 from aiplatform.eventstore.store import _APPEND_MANY_SQL, _APPEND_ONE_SQL, EventStore
@@ -90,6 +91,23 @@ async def test_the_primary_key_stops_racing_writers_that_pass_no_expected_versio
     written = sum(await asyncio.gather(*(write(n) for n in range(10))))
     versions = [r.stream_version for r in await store.read_stream(sid)]
     assert versions == list(range(1, written + 1))
+
+
+async def test_recorded_facts_from_racing_writers_all_land(store: EventStore) -> None:
+    """`CommandHandler.record` (progress reports, logins) takes the next version when another
+    writer took the one it tried: no fact is lost to a race."""
+    sid = stream()
+    handler = CommandHandler(store)
+    context = CommandContext(metadata=META)
+    await asyncio.gather(
+        *(
+            handler.record(sid, [CounterIncremented(counter_id=sid, by=n)], context)
+            for n in range(8)
+        )
+    )
+    recorded = await store.read_stream(sid)
+    assert [r.stream_version for r in recorded] == list(range(1, 9))
+    assert sorted(r.event.by for r in recorded) == list(range(8))  # type: ignore[attr-defined]
 
 
 async def test_a_repeated_idempotency_key_returns_the_first_result_and_appends_nothing(

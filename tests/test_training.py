@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
-from aiplatform.aggregates import DATASETS
-from aiplatform.commands import CommandHandler
+from aiplatform import training_queue
+from aiplatform.aggregates import DATASETS, JOBS
+from aiplatform.commands import CommandContext, CommandHandler
 from aiplatform.config import Settings
-from aiplatform.domain.jobs import Job
-from aiplatform.eventstore.codec import RecordedEvent
+from aiplatform.domain.jobs import Job, SubmitJob
+from aiplatform.eventstore.codec import EventMetadata, RecordedEvent
 from aiplatform.eventstore.store import EventStore
+from aiplatform.ml.templates import get_template, validate_hyperparameters
 from training_support import (
     Client,
     finished,
@@ -166,7 +169,12 @@ async def test_bad_submissions_say_what_is_wrong_and_store_nothing(
     assert "v1" in message  # the versions that exist
     await refused("dataset_id", dataset_id="00000000-0000-4000-8000-000000000000")
     message = await refused("dataset_id", template="tabular-classifier")
-    assert "label" in message
+    assert "plain text" in message
+    unlabelled = await upload_dataset(
+        client, project_id, b"a,b\n" + b"1,2\n3,4\n" * 40, "table.csv", name="unlabelled"
+    )
+    message = await refused("dataset_id", template="tabular-classifier", dataset_id=unlabelled)
+    assert "`label`" in message
     await refused("priority", priority=3)
     await refused("time_limit_s", time_limit_s=0)
     await refused("base_model", base_model="00000000-0000-4000-8000-000000000000")
@@ -279,3 +287,45 @@ async def test_waiting_jobs_run_in_priority_order_and_a_waiting_job_cancels_at_o
     assert sorted(started_at, key=started_at.__getitem__) == [high, normal, low]
     assert (await job_state(pool, doomed)).status == "cancelled"
     assert await pool.fetchval("SELECT count(*) FROM training_queue") == 0
+
+
+async def test_a_job_whose_token_was_lost_is_dispatched_by_the_maintenance_sweep(
+    client: Client, pool: asyncpg.Pool, training_worker: None, corpus: tuple[str, str]
+) -> None:
+    from aiplatform.workers.maintenance import dispatch_training
+    from aiplatform.workers.resources import worker_resources
+
+    project_id, dataset_id = corpus
+    # Submitted while Redis was unreachable: the job and its queue row committed, no token.
+    job_id = str(uuid.uuid4())
+    command = SubmitJob(
+        job_id=job_id,
+        project_id=project_id,
+        name="orphan",
+        template="char-lm",
+        dataset_id=dataset_id,
+        dataset_version="v1",
+        base_model_id=None,
+        hyperparameters=validate_hyperparameters(get_template("char-lm"), {"epochs": 1}),
+    )
+
+    async def queue_row(connection: asyncpg.Connection, _: object) -> None:
+        await training_queue.enqueue_job(connection, job_id, command.priority)
+
+    await CommandHandler(EventStore(pool)).handle(
+        JOBS,
+        job_id,
+        command,
+        CommandContext(metadata=EventMetadata(actor="test")),
+        new_stream=True,
+        in_transaction=queue_row,
+    )
+    resources = await worker_resources()
+    assert await dispatch_training(resources) == 0  # too fresh: its token may be on its way
+    await pool.execute(
+        "UPDATE training_queue SET queued_at = now() - interval '1 minute' WHERE job_id = $1",
+        uuid.UUID(job_id),
+    )
+    assert await dispatch_training(resources) == 1
+    job, _ = await wait_for_job(pool, job_id, finished)
+    assert job.status == "succeeded", job.error

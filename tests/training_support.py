@@ -131,12 +131,12 @@ async def upload_dataset(
     )
     assert response.status_code == 201, response.text
     dataset_id: str = response.json()["data"]["id"]
-    for _ in range(400):
+    for _ in range(600):
         body = (await client.get(f"/api/v2/datasets/{dataset_id}/versions/v1")).json()
         if body["data"]["quality"] is not None:
             return dataset_id
-        await asyncio.sleep(0.05)
-    pytest.fail("no quality report within 20 s")
+        await asyncio.sleep(0.1)
+    pytest.fail("no quality report within 60 s")
 
 
 async def submit(client: Client, **body: Any) -> Any:

@@ -28,6 +28,7 @@ def upgrade() -> None:
             job_id       UUID PRIMARY KEY,
             priority     SMALLINT NOT NULL,
             submitted    BIGSERIAL NOT NULL,
+            queued_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
             claimed_by   TEXT UNIQUE,
             claimed_at   TIMESTAMPTZ,
             cancel_requested BOOLEAN NOT NULL DEFAULT false

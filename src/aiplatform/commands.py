@@ -21,6 +21,7 @@ State = TypeVar("State")
 Command = TypeVar("Command")
 
 MAX_CONFLICT_RETRIES = 3
+MAX_RECORD_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,17 @@ class CommandHandler:
     ) -> AppendResult:
         """Appends facts that were checked elsewhere and need no decision, whatever the
         stream's version: a login (the credentials were the check) must not read a stream
-        that grows with every login."""
-        result = await self.store.append(stream_id, events, context.metadata, expected_version=None)
+        that grows with every login. Another writer taking the same version only means
+        trying again at the next one."""
+        for attempt in range(1, MAX_RECORD_ATTEMPTS + 1):
+            try:
+                result = await self.store.append(
+                    stream_id, events, context.metadata, expected_version=None
+                )
+                break
+            except ConcurrencyError:
+                if attempt == MAX_RECORD_ATTEMPTS:
+                    raise
         for listener in self.listeners:
             await listener(result)
         return result

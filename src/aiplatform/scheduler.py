@@ -1,6 +1,8 @@
 """The scheduler: one process that sends the platform's periodic messages.
 
-Run exactly one. The projector tick makes a lost wake-up cost a second of lag, never an event.
+Run exactly one. The projector tick makes a lost wake-up cost a second of lag, never an event;
+the training dispatch makes a lost training token cost half a minute, never a job; the daily
+cleanup removes finished jobs' work directories.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 
 from aiplatform.workers.broker import projector_wake_up
+from aiplatform.workers.maintenance import CLEAN_UP, DISPATCH_TRAINING, maintenance_message
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,12 @@ class PeriodicMessage:
     message: Callable[[], Message[None]]
 
 
-PERIODIC = (PeriodicMessage("projector tick", 1.0, lambda: projector_wake_up(max_age_ms=2_000)),)
+PERIODIC = (
+    PeriodicMessage("projector tick", 1.0, lambda: projector_wake_up(max_age_ms=2_000)),
+    PeriodicMessage("training dispatch", 30.0, lambda: maintenance_message(DISPATCH_TRAINING)),
+    # Daily, and once at start: a scheduler restarted every few hours still cleans up.
+    PeriodicMessage("cleanup", 24 * 3_600.0, lambda: maintenance_message(CLEAN_UP)),
+)
 
 
 def run_scheduler(broker: RedisBroker, stop: threading.Event) -> None:

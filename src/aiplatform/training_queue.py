@@ -80,9 +80,12 @@ async def cancel_requested(pool: asyncpg.Pool, job_id: str) -> bool:
     return row is None or bool(row["cancel_requested"])
 
 
-async def waiting_jobs(pool: asyncpg.Pool) -> int:
+async def waiting_jobs(pool: asyncpg.Pool, older_than_s: float = 0.0) -> int:
+    """Jobs no worker has claimed, queued at least `older_than_s` ago."""
     return int(
         await pool.fetchval(
-            "SELECT count(*) FROM training_queue WHERE claimed_by IS NULL AND NOT cancel_requested"
+            "SELECT count(*) FROM training_queue WHERE claimed_by IS NULL "
+            "AND NOT cancel_requested AND queued_at <= now() - make_interval(secs => $1)",
+            older_than_s,
         )
     )

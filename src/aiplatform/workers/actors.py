@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import dramatiq
 
 from aiplatform.domain.jobs import MAX_ATTEMPTS, MAX_TIME_LIMIT_S
@@ -9,9 +11,17 @@ from aiplatform.projectors.runner import catch_up
 from aiplatform.training_queue import RETRY_MAX_BACKOFF_MS, RETRY_MIN_BACKOFF_MS, RUN_TRAINING_JOB
 from aiplatform.workers.broker import PROJECT_READ_MODELS
 from aiplatform.workers.datasets import REPORT_QUALITY, report_quality
+from aiplatform.workers.maintenance import (
+    CLEAN_UP,
+    DISPATCH_TRAINING,
+    clean_up_work_dirs,
+    dispatch_training,
+)
 from aiplatform.workers.resources import worker_resources
 from aiplatform.workers.training import RetryableTrainingError, run_claimed_job
 from aiplatform.workers.waker import wake_gate_key
+
+log = logging.getLogger(__name__)
 
 
 @dramatiq.actor(actor_name=REPORT_QUALITY, queue_name="data", max_retries=3, time_limit=3_600_000)
@@ -57,3 +67,15 @@ def _worth_retrying(retries: int, error: BaseException) -> bool:
 )
 async def run_training_job(token: str) -> None:
     await run_claimed_job(await worker_resources(), token)
+
+
+@dramatiq.actor(actor_name=DISPATCH_TRAINING, queue_name="maintenance", max_retries=0)
+async def dispatch_training_jobs() -> None:
+    await dispatch_training(await worker_resources())
+
+
+@dramatiq.actor(actor_name=CLEAN_UP, queue_name="maintenance", max_retries=0)
+async def clean_up_finished_jobs() -> None:
+    removed = await clean_up_work_dirs(await worker_resources())
+    if removed:
+        log.info("removed the work directories of %d finished job(s)", len(removed))

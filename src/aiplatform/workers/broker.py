@@ -20,9 +20,11 @@ QUEUES = ("projector", "training", "inference", "data", "notification", "monitor
 # default would stall the projector for a minute after a crash; workers beat every few seconds.
 HEARTBEAT_TIMEOUT_MS = 15_000
 # Each broker command has this chance in a million of doing the maintenance that requeues a dead
-# worker's messages. Dramatiq's default (1,000) can leave a killed training job's message
-# parked for many minutes on a quiet queue; a dead-worker check is one sorted-set range query.
-MAINTENANCE_CHANCE = 50_000
+# worker's messages. An idle consumer sends about one command a second, so Dramatiq's default
+# (1,000) leaves a killed training job's message parked for many minutes; at a quarter, another
+# worker takes it over a few seconds after the heartbeat timeout. When no worker is dead, the
+# check is one sorted-set range query.
+MAINTENANCE_CHANCE = 250_000
 
 PROJECT_READ_MODELS = "project_read_models"
 

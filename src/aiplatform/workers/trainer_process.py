@@ -33,19 +33,29 @@ _LINE_LIMIT = 16 << 20
 _STDERR_TAIL_BYTES = 4_000
 
 
-def accelerate_arguments(configured: str | None) -> list[str]:
-    """`accelerate launch` options: the configured ones, else one process per visible NVIDIA GPU
+@dataclass(frozen=True)
+class LaunchPlan:
+    accelerate: list[str]  # `accelerate launch` options
+    devices: list[str]  # what the job will run on, as recorded in JobStarted
+
+
+def launch_plan(configured: str | None) -> LaunchPlan:
+    """The configured `accelerate launch` options, else one process per visible NVIDIA GPU
     (NVML tells without importing torch), else one CPU process."""
-    if configured:
-        return shlex.split(configured)
-    common = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     gpus = _nvidia_gpu_count()
+    if configured:
+        arguments = shlex.split(configured)
+        on_cpu = "--cpu" in arguments or gpus == 0
+        return LaunchPlan(arguments, ["cpu"] if on_cpu else [f"cuda:{i}" for i in range(gpus)])
+    common = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if gpus > 1:
-        return ["--multi_gpu", "--num_processes", str(gpus), *common]
+        arguments = ["--multi_gpu", "--num_processes", str(gpus), *common]
+        return LaunchPlan(arguments, [f"cuda:{i}" for i in range(gpus)])
     if gpus == 1:
-        return ["--num_processes", "1", *common]
+        return LaunchPlan(["--num_processes", "1", *common], ["cuda:0"])
     threads = str(os.cpu_count() or 1)
-    return ["--cpu", "--num_processes", "1", "--num_cpu_threads_per_process", threads, *common]
+    arguments = ["--cpu", "--num_processes", "1", "--num_cpu_threads_per_process", threads]
+    return LaunchPlan([*arguments, *common], ["cpu"])
 
 
 def _nvidia_gpu_count() -> int:
@@ -138,13 +148,16 @@ class TrainerProcess:
                 preexec_fn=_own_session_dying_with_parent,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+        reader = asyncio.create_task(self._read(process, on_line))
         try:
-            reader = asyncio.create_task(self._read(process, on_line))
             stopped_by = await self._watch(process, reader)
             await reader
             returncode = await process.wait()
         except BaseException:
             _kill_group(process.pid)
+            reader.cancel()
+            with suppress(BaseException):
+                await reader
             raise
         return Exit(returncode, stopped_by, _tail(self.stderr_path))
 

@@ -31,7 +31,7 @@ from aiplatform.domain.jobs import Job, LogLine, MetricSeries
 from aiplatform.eventstore.codec import Event, EventMetadata
 from aiplatform.model_registration import register_model
 from aiplatform.workers.resources import WorkerResources
-from aiplatform.workers.trainer_process import Exit, TrainerProcess, Usage, accelerate_arguments
+from aiplatform.workers.trainer_process import Exit, TrainerProcess, Usage, launch_plan
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,14 @@ class TrainingRun:
         self._outcome = _Outcome()
         self._started_at = time.monotonic()
         self._usage = Usage()
+        # The trainer's lines and the watcher's timer both append: one at a time, in order.
+        self._appending = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def _decide(self, command: jobs.JobCommand) -> Job:
-        result = await self.handler.handle(JOBS, self.job.job_id, command, self.context)
+        async with self._appending:
+            result = await self.handler.handle(JOBS, self.job.job_id, command, self.context)
         assert result.state is not None
         self.job = result.state
         if result.position is not None:
@@ -127,7 +130,9 @@ class TrainingRun:
             log.exception("training job %s: attempt failed", self.job.job_id)
             await self._retry_or_fail(f"{type(error).__name__}: {error}")
             return
-        if exit_.stopped_by == "cancel":
+        if self.job.finished:
+            pass
+        elif exit_.stopped_by == "cancel":
             await self._decide(jobs.ConfirmCancelled(job_id=self.job.job_id))
         elif exit_.stopped_by == "time limit":
             await self._decide(
@@ -211,10 +216,19 @@ class TrainingRun:
             }
             spec_path = self.work_dir / "spec.json"
             spec_path.write_text(json.dumps(spec, indent=2))
+            plan = launch_plan(settings.accelerate_args)
+            self._outcome.devices = plan.devices
+            await self._decide(
+                jobs.StartAttempt(
+                    job_id=self.job.job_id, worker=worker_name(), devices=plan.devices
+                )
+            )
+            if self.job.status != "running":  # cancelled while its inputs were fetched
+                return Exit(returncode=0, stopped_by="cancel", stderr_tail="")
             process = TrainerProcess(
                 spec_path=spec_path,
                 stderr_path=self.work_dir / "trainer.log",
-                accelerate=accelerate_arguments(settings.accelerate_args),
+                accelerate=plan.accelerate,
                 time_limit_s=self.job.time_limit_s,
                 soft_warning=self._warn_time_limit,
                 should_stop=self._should_stop,
@@ -275,11 +289,14 @@ class TrainingRun:
         kind = message.get("type")
         job_id = self.job.job_id
         if kind == "started":
-            self._outcome.devices = [str(d) for d in message.get("devices", [])]
-            await self._flush()
-            await self._decide(
-                jobs.StartAttempt(
-                    job_id=job_id, worker=worker_name(), devices=self._outcome.devices
+            resumed = message.get("resumed_from_step")
+            self._batch.lines.append(
+                _line(
+                    "info",
+                    f"training {message.get('total_steps')} steps "
+                    f"({message.get('epochs')} epochs of {message.get('steps_per_epoch')}) on "
+                    f"{', '.join(self._outcome.devices)}, {message.get('parameters')} parameters"
+                    + (f", resumed after step {resumed}" if resumed else ""),
                 )
             )
         elif kind == "progress":
@@ -300,18 +317,13 @@ class TrainingRun:
             level = str(message.get("level", "info"))
             self._batch.lines.append(_line(level, str(message.get("message", ""))))
         elif kind == "checkpoint":
-            await self._flush()
-            await self.handler.record(
-                self.stream,
-                [
-                    jobs.JobCheckpointed(
-                        job_id=job_id,
-                        step=int(message["step"]),
-                        epoch=int(message.get("epoch", 0)),
-                        path=str(message["path"]),
-                    )
-                ],
-                self.context,
+            await self._flush(
+                jobs.JobCheckpointed(
+                    job_id=job_id,
+                    step=int(message["step"]),
+                    epoch=int(message.get("epoch", 0)),
+                    path=str(message["path"]),
+                )
             )
         elif kind == "completed":
             self._outcome.completed = message
@@ -326,12 +338,14 @@ class TrainingRun:
         if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
             await self._flush()
 
-    async def _flush(self) -> None:
-        self._last_flush = time.monotonic()
-        events = self._batch.events(self.job.job_id)
-        self._batch = _Batch()
-        if events:
-            await self.handler.record(self.stream, events, self.context)
+    async def _flush(self, *also: Event) -> None:
+        """Appends what the trainer reported since the last flush, then `also`."""
+        async with self._appending:
+            self._last_flush = time.monotonic()
+            events = [*self._batch.events(self.job.job_id), *also]
+            self._batch = _Batch()
+            if events:
+                await self.handler.record(self.stream, events, self.context)
 
     # -- success ---------------------------------------------------------------------------
 
