@@ -2,6 +2,7 @@
 
 from aiplatform.projectors.datasets import DatasetsProjector
 from aiplatform.projectors.experiments import ExperimentsProjector
+from aiplatform.projectors.jobs import JobsProjector
 from aiplatform.projectors.models import ModelsProjector
 from aiplatform.projectors.projects import ProjectsProjector
 from aiplatform.projectors.roles import RolesProjector
@@ -17,4 +18,5 @@ def all_projectors() -> list[Projector]:
         ExperimentsProjector(),
         ModelsProjector(),
         DatasetsProjector(),
+        JobsProjector(),
     ]
