@@ -20,7 +20,9 @@ from aiplatform.api.errors import EXCEPTION_HANDLERS
 from aiplatform.api.experiments import experiments_router
 from aiplatform.api.guards import permission_guard
 from aiplatform.api.health import health, ready
+from aiplatform.api.jobs import jobs_router
 from aiplatform.api.models import models_router
+from aiplatform.api.monitoring import monitoring_router
 from aiplatform.api.projects import projects_router
 from aiplatform.api.roles import roles_router
 from aiplatform.api.services import Services
@@ -39,6 +41,7 @@ from aiplatform.projectors.read_models import install
 from aiplatform.projectors.registry import all_projectors
 from aiplatform.queries.datasets import DatasetQueries
 from aiplatform.queries.experiments import ExperimentQueries
+from aiplatform.queries.jobs import JobQueries
 from aiplatform.queries.models import ModelQueries
 from aiplatform.queries.projects import ProjectQueries
 from aiplatform.queries.roles import RoleQueries
@@ -77,6 +80,7 @@ async def start_services(settings: Settings) -> Services:
         experiments=ExperimentQueries(pool),
         models=ModelQueries(pool),
         datasets=DatasetQueries(pool),
+        jobs=JobQueries(pool, cache),
         blobs=blob_store_from_settings(settings),
         roles=RoleQueries(pool),
         accounts=accounts,
@@ -119,6 +123,8 @@ def create_app(settings: Settings) -> Litestar:
             users_router(),
             roles_router(),
             audit_router(),
+            jobs_router(),
+            monitoring_router(),
             training_router(),
         ],
     )

@@ -23,6 +23,7 @@ from aiplatform.projectors.progress import wait_until_projected
 from aiplatform.projectors.read_models import ReadModel
 from aiplatform.queries.datasets import DatasetQueries
 from aiplatform.queries.experiments import ExperimentQueries
+from aiplatform.queries.jobs import JobQueries
 from aiplatform.queries.models import ModelQueries
 from aiplatform.queries.projects import ProjectQueries
 from aiplatform.queries.roles import RoleQueries
@@ -43,6 +44,7 @@ class Services:
     experiments: ExperimentQueries
     models: ModelQueries
     datasets: DatasetQueries
+    jobs: JobQueries
     blobs: BlobStore
     roles: RoleQueries
     accounts: Accounts
