@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 from pathlib import Path
 
 import msgspec
@@ -391,6 +392,18 @@ def test_row_counter_counts_non_blank_lines(
 
     assert counter.rows("text") == non_blank == analyze(path, "text").rows
     assert counter.rows("csv") == max(non_blank - 1, 0)
+
+
+@pytest.mark.parametrize("chunk_size", [4_099, 65_537, 1 << 20])
+@pytest.mark.parametrize("seed", range(3))
+def test_row_counter_counts_non_blank_lines_of_large_chunks(chunk_size: int, seed: int) -> None:
+    # Long chunks: blank lines at every offset of Arrow's bitmaps and across chunk ends.
+    rng = random.Random(seed)
+    data = b"".join(rng.choices([b"a", b"\r", b"\n", b"\r\n", b","], k=200_000))
+    *complete, last = data.split(b"\n")
+    non_blank = sum(line not in (b"", b"\r") for line in [*complete, last])
+
+    assert _count(data, chunk_size).rows("text") == non_blank
 
 
 # -- against a straightforward in-memory computation -------------------------------------------

@@ -1,8 +1,9 @@
 """The blob store: dataset files and model artifacts, in a local directory or in S3.
 
 Uploads stream in constant memory: chunks are gathered into batches, and each batch is hashed and
-written on threads while the event loop gathers the next one. A blob appears whole or not at all:
-`put_stream` that raises (a client gone, a size limit, a cancellation) leaves nothing behind.
+written (and shown to the caller's observer) on threads while the event loop gathers the next
+one. A blob appears whole or not at all: `put_stream` that raises (a client gone, a size limit, a
+cancellation) leaves nothing behind.
 Keys are made by the platform (`datasets/<uuid>/v1/<uuid>`); a user's file name is never one.
 """
 
@@ -16,7 +17,7 @@ import re
 import stat
 import sys
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from io import BufferedWriter
@@ -68,9 +69,19 @@ class BlobNotFoundError(LookupError):
     """No blob is stored under the key (the only argument)."""
 
 
+# Sees an upload's bytes, in order, in batches, on a thread: what it does there should release
+# the GIL, or it slows the event loop that receives the upload.
+Observer = Callable[[bytes], None]
+
+
 class BlobStore(Protocol):
     async def put_stream(
-        self, key: str, chunks: AsyncIterator[bytes], *, max_bytes: int
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int,
+        observe: Observer | None = None,
     ) -> BlobInfo: ...
 
     def open_stream(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]: ...
@@ -140,15 +151,20 @@ def _discard_after(jobs: list[Future[None]], sink: _Sink) -> None:
 
 
 async def _pump(
-    chunks: AsyncIterator[bytes], sink: _Sink, *, batch_bytes: int, max_bytes: int
+    chunks: AsyncIterator[bytes],
+    sink: _Sink,
+    *,
+    batch_bytes: int,
+    max_bytes: int,
+    observe: Observer | None,
 ) -> tuple[int, str]:
     """Streams chunks into sink and commits it; returns the size and the SHA-256 (hex).
 
-    Batch n is hashed on one thread and written on another while the event loop gathers batch
-    n + 1, so hashing, writing and receiving overlap, and at most two batches are held."""
+    Batch n is hashed on one thread, written on another and observed on a third while the event
+    loop gathers batch n + 1, so all of them overlap, and at most two batches are held."""
     hasher = hashlib.sha256()
     size = 0
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blob-put")
+    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="blob-put")
     in_flight: list[Future[None]] = []
     try:
         async with aclosing(
@@ -157,6 +173,8 @@ async def _pump(
             async for batch in batches:
                 await _settle(in_flight)
                 in_flight = [pool.submit(hasher.update, batch), pool.submit(sink.write, batch)]
+                if observe is not None:
+                    in_flight.append(pool.submit(observe, batch))
                 size += len(batch)
         await _settle(in_flight)
         in_flight = [pool.submit(sink.commit)]
@@ -268,10 +286,17 @@ class LocalBlobStore:
         return self._root / validate_key(key)
 
     async def put_stream(
-        self, key: str, chunks: AsyncIterator[bytes], *, max_bytes: int
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int,
+        observe: Observer | None = None,
     ) -> BlobInfo:
         sink = _LocalUpload(self._path(key))
-        size, sha256 = await _pump(chunks, sink, batch_bytes=LOCAL_BATCH_BYTES, max_bytes=max_bytes)
+        size, sha256 = await _pump(
+            chunks, sink, batch_bytes=LOCAL_BATCH_BYTES, max_bytes=max_bytes, observe=observe
+        )
         return BlobInfo(key=key, size=size, sha256=sha256)
 
     async def open_stream(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
@@ -374,10 +399,17 @@ class S3BlobStore:
         return self._prefix + validate_key(key)
 
     async def put_stream(
-        self, key: str, chunks: AsyncIterator[bytes], *, max_bytes: int
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int,
+        observe: Observer | None = None,
     ) -> BlobInfo:
         sink = _S3Upload(self._client, self._bucket, self._object_key(key))
-        size, sha256 = await _pump(chunks, sink, batch_bytes=S3_PART_BYTES, max_bytes=max_bytes)
+        size, sha256 = await _pump(
+            chunks, sink, batch_bytes=S3_PART_BYTES, max_bytes=max_bytes, observe=observe
+        )
         return BlobInfo(key=key, size=size, sha256=sha256)
 
     async def open_stream(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:

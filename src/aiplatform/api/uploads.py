@@ -2,16 +2,15 @@
 
 Litestar's own multipart support reads the whole body first; a dataset can be gigabytes. Here
 the request body is pushed through an incremental multipart parser: the `file` part's bytes go
-to the blob store as they arrive (a bounded queue gives back-pressure), the other parts are
-small form fields kept in memory. The client's file name is kept for display only and is never
-used as a path.
+to the blob store as they arrive (the store pulls them, so the body is read no faster than it is
+stored), the other parts are small form fields kept in memory. The client's file name is kept
+for display only and is never used as a path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import unicodedata
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,7 +19,7 @@ from litestar.datastructures import State
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from aiplatform.api.errors import RequestError
-from aiplatform.storage import BlobInfo, BlobStore
+from aiplatform.storage import BlobInfo, BlobStore, Observer
 
 if TYPE_CHECKING:  # the library declares its callback type for type checkers only
     from python_multipart.multipart import MultipartCallbacks
@@ -29,7 +28,6 @@ FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 20
 HEAD_BYTES = 64 * 1024
-_QUEUE_CHUNKS = 16
 
 
 @dataclass
@@ -141,52 +139,27 @@ async def receive_upload(
     store: BlobStore,
     key: str,
     max_bytes: int,
-    observe: Callable[[bytes], None] | None = None,
+    observe: Observer | None = None,
 ) -> Upload:
     """Streams the request's `file` part into `store` under `key`. Raises RequestError for a
     malformed request (and leaves nothing stored); the store raises BlobTooLargeError past
-    `max_bytes`. `observe` sees every chunk of the file on its way (to count rows, say)."""
+    `max_bytes`. `observe` sees the file's bytes on the store's threads (to count rows, say)."""
     parts = _Parts()
     parser = MultipartParser(_boundary(request), _callbacks(parts))
-    # None ends the file; an exception aborts it, so the store discards what it wrote.
-    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
-
-    async def feed() -> None:
-        try:
-            async for chunk in request.stream():
-                parser.write(chunk)
-                if parts.error:
-                    raise RequestError(parts.error)
-                for piece in parts.pending:
-                    await queue.put(piece)
-                parts.pending.clear()
-            parser.finalize()
-        except BaseException as error:  # a cut-off upload, a malformed body
-            await queue.put(error)
-            raise
-        await queue.put(None)
 
     async def file_chunks() -> AsyncIterator[bytes]:
-        while True:
-            item = await queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            if observe is not None:
-                observe(item)
-            yield item
+        # Pulled by the store, so the body is read no faster than the store takes it. An error
+        # (a cut-off upload, a malformed body) goes through the store, which discards the blob.
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if parts.error:
+                raise RequestError(parts.error)
+            pending, parts.pending = parts.pending, []
+            for piece in pending:
+                yield piece
+        parser.finalize()
 
-    feeding = asyncio.create_task(feed())
-    try:
-        blob = await store.put_stream(key, file_chunks(), max_bytes=max_bytes)
-    finally:
-        # Done by now, unless the store stopped reading early (too large): then it is stuck
-        # on the full queue. Its error, if it had one, was raised through the store already.
-        feeding.cancel()
-        await asyncio.wait([feeding])
-        if not feeding.cancelled():
-            feeding.exception()  # marks it retrieved
+    blob = await store.put_stream(key, file_chunks(), max_bytes=max_bytes, observe=observe)
     if not parts.seen_file:
         await store.delete(key)
         raise RequestError("the upload has no `file` part", field=FILE_FIELD)
