@@ -15,12 +15,15 @@ import pytest
 
 from aiplatform import training_queue
 from aiplatform.aggregates import DATASETS, JOBS
+from aiplatform.cache import Cache, connect, key_prefix
 from aiplatform.commands import CommandContext, CommandHandler
 from aiplatform.config import Settings
 from aiplatform.domain.jobs import Job, SubmitJob
 from aiplatform.eventstore.codec import EventMetadata, RecordedEvent
 from aiplatform.eventstore.store import EventStore
 from aiplatform.ml.templates import get_template, validate_hyperparameters
+from aiplatform.storage import blob_store_from_settings
+from aiplatform.workers.resources import WorkerResources
 from training_support import (
     Client,
     finished,
@@ -290,10 +293,9 @@ async def test_waiting_jobs_run_in_priority_order_and_a_waiting_job_cancels_at_o
 
 
 async def test_a_job_whose_token_was_lost_is_dispatched_by_the_maintenance_sweep(
-    client: Client, pool: asyncpg.Pool, training_worker: None, corpus: tuple[str, str]
+    pool: asyncpg.Pool, settings: Settings, training_worker: None, corpus: tuple[str, str]
 ) -> None:
     from aiplatform.workers.maintenance import dispatch_training
-    from aiplatform.workers.resources import worker_resources
 
     project_id, dataset_id = corpus
     # Submitted while Redis was unreachable: the job and its queue row committed, no token.
@@ -320,7 +322,15 @@ async def test_a_job_whose_token_was_lost_is_dispatched_by_the_maintenance_sweep
         new_stream=True,
         in_transaction=queue_row,
     )
-    resources = await worker_resources()
+    # What the maintenance worker has, built on this test's event loop.
+    resources = WorkerResources(
+        settings,
+        pool,
+        Cache(connect(settings.require_redis_url()), key_prefix(settings.instance)),
+        [],
+        EventStore(pool),
+        blob_store_from_settings(settings),
+    )
     assert await dispatch_training(resources) == 0  # too fresh: its token may be on its way
     await pool.execute(
         "UPDATE training_queue SET queued_at = now() - interval '1 minute' WHERE job_id = $1",
