@@ -27,6 +27,7 @@ from aiplatform.workers.resources import WorkerResources
 from training_support import (
     Client,
     finished,
+    job_events,
     job_state,
     loss_values,
     new_project,
@@ -339,3 +340,105 @@ async def test_a_job_whose_token_was_lost_is_dispatched_by_the_maintenance_sweep
     assert await dispatch_training(resources) == 1
     job, _ = await wait_for_job(pool, job_id, finished)
     assert job.status == "succeeded", job.error
+
+
+async def test_a_model_continues_training_from_a_registered_base_model(
+    client: Client, pool: asyncpg.Pool, training_worker: None, corpus: tuple[str, str]
+) -> None:
+    project_id, dataset_id = corpus
+    common = {"project_id": project_id, "dataset_id": dataset_id}
+    first = await submitted_job(
+        client, **common, template="char-lm", name="base", hyperparameters={"epochs": 1}
+    )
+    job, events = await wait_for_job(pool, first, finished)
+    assert job.status == "succeeded", job.error
+    base_model = of_type(events, "JobSucceeded")[0].model_id
+
+    # Another template cannot continue it.
+    refused = await submit(client, **common, template="text-classifier", base_model=base_model)
+    assert refused.status_code == 422
+    assert "char-lm" in refused.json()["error"]
+
+    # Its architecture wins over what the submission says: the weights have that shape.
+    response = await submit(
+        client,
+        **common,
+        template="char-lm",
+        name="base",
+        base_model=base_model,
+        hyperparameters={"epochs": 1, "d_model": 32, "n_heads": 2},
+    )
+    assert response.status_code == 201, response.text
+    submitted = response.json()["data"]
+    assert submitted["hyperparameters"]["d_model"] == job.hyperparameters["d_model"]
+    assert submitted["base_model_id"] == base_model
+    continued, events = await wait_for_job(pool, submitted["id"], finished)
+    assert continued.status == "succeeded", continued.error
+    # It starts where the base model ended: a lower first loss than the base model's first.
+    first_loss = loss_values(await job_events(pool, first))[0]
+    assert loss_values(events)[0] < first_loss
+    model = (await client.get(f"/api/v2/models/{continued.model_id}")).json()["data"]
+    assert model["version"] == 2  # the same name: the next version of the line
+
+
+async def test_starting_an_experiment_submits_its_job_and_the_job_finishes_it(
+    client: Client, pool: asyncpg.Pool, training_worker: None, corpus: tuple[str, str]
+) -> None:
+    project_id, dataset_id = corpus
+    created = await client.post(
+        "/api/v2/experiments",
+        json={"project_id": project_id, "name": "needs config", "config": {}},
+    )
+    experiment_id = created.json()["data"]["id"]
+    incomplete = await client.post(f"/api/v2/experiments/{experiment_id}/start")
+    assert incomplete.status_code == 422
+    assert "config.template" in [f["field"] for f in incomplete.json()["meta"]["fields"]]
+
+    config = {"template": "char-lm", "dataset_id": dataset_id, "hyperparameters": {"epochs": 1}}
+    updated = await client.put(f"/api/v2/experiments/{experiment_id}", json={"config": config})
+    assert updated.status_code == 200, updated.text
+    started = await client.post(f"/api/v2/experiments/{experiment_id}/start")
+    assert started.status_code == 200, started.text
+    assert started.json()["data"]["status"] == "running"
+    history = await EventStore(pool).read_stream(f"experiment-{experiment_id}")
+    job_id = history[-1].event.job_id  # type: ignore[attr-defined]
+    job, _ = await wait_for_job(pool, job_id, finished)
+    assert job.status == "succeeded", job.error
+    assert job.experiment_id == experiment_id
+
+    for _ in range(100):
+        experiment = (await client.get(f"/api/v2/experiments/{experiment_id}")).json()["data"]
+        if experiment["status"] != "running":
+            break
+        await asyncio.sleep(0.1)
+    assert experiment["status"] == "completed"
+    assert "val_loss" in experiment["metrics"]
+
+
+async def test_a_crashed_trainer_is_retried_from_its_checkpoint(
+    client: Client, pool: asyncpg.Pool, training_worker: None, corpus: tuple[str, str]
+) -> None:
+    project_id, dataset_id = corpus
+    job_id = await submitted_job(
+        client,
+        project_id=project_id,
+        template="char-lm",
+        dataset_id=dataset_id,
+        hyperparameters={"epochs": 4, "checkpoint_every": 20},
+    )
+
+    def checkpointed(job: Job, events: list[RecordedEvent]) -> bool:
+        return bool(of_type(events, "JobCheckpointed"))
+
+    await wait_for_job(pool, job_id, checkpointed, timeout_s=60)
+    # The trainer itself dies (out of memory, a segfault): not its worker.
+    (trainer,) = [p for p in trainer_processes(job_id) if "aiplatform.ml.trainer" in p.cmdline()]
+    trainer.kill()
+    job, events = await wait_for_job(pool, job_id, finished, timeout_s=120)
+    assert job.status == "succeeded", job.error
+    (retried,) = of_type(events, "JobRetried")
+    assert "exited with code" in retried.reason
+    first, second = of_type(events, "JobStarted")
+    assert second.attempt == 2
+    assert second.resumed_from_step is not None
+    assert second.resumed_from_step >= 20
