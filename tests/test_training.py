@@ -432,13 +432,15 @@ async def test_a_crashed_trainer_is_retried_from_its_checkpoint(
 
     await wait_for_job(pool, job_id, checkpointed, timeout_s=60)
     # The trainer itself dies (out of memory, a segfault): not its worker.
-    (trainer,) = [p for p in trainer_processes(job_id) if "aiplatform.ml.trainer" in p.cmdline()]
+    (trainer,) = [
+        p for p in trainer_processes(job_id) if "accelerate.commands.launch" not in p.cmdline()
+    ]
     trainer.kill()
     job, events = await wait_for_job(pool, job_id, finished, timeout_s=120)
     assert job.status == "succeeded", job.error
     (retried,) = of_type(events, "JobRetried")
     assert "exited with code" in retried.reason
-    first, second = of_type(events, "JobStarted")
+    _, second = of_type(events, "JobStarted")
     assert second.attempt == 2
     assert second.resumed_from_step is not None
     assert second.resumed_from_step >= 20
