@@ -6,9 +6,12 @@ order of priorities."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -18,7 +21,7 @@ from aiplatform.aggregates import DATASETS, JOBS
 from aiplatform.cache import Cache, connect, key_prefix
 from aiplatform.commands import CommandContext, CommandHandler
 from aiplatform.config import Settings
-from aiplatform.domain.jobs import Job, SubmitJob
+from aiplatform.domain.jobs import FailJob, Job, StartAttempt, SubmitJob
 from aiplatform.eventstore.codec import EventMetadata, RecordedEvent
 from aiplatform.eventstore.store import EventStore
 from aiplatform.ml.templates import get_template, validate_hyperparameters
@@ -444,3 +447,59 @@ async def test_a_crashed_trainer_is_retried_from_its_checkpoint(
     assert second.attempt == 2
     assert second.resumed_from_step is not None
     assert second.resumed_from_step >= 20
+
+
+async def test_cleanup_removes_only_old_work_directories_of_finished_jobs(
+    pool: asyncpg.Pool, settings: Settings, tmp_path: Path
+) -> None:
+    from aiplatform.workers.maintenance import WORK_DIR_RETENTION_S, clean_up_work_dirs
+
+    handler = CommandHandler(EventStore(pool))
+    context = CommandContext(metadata=EventMetadata(actor="test"))
+    template = get_template("char-lm")
+
+    async def job(*commands: object) -> str:
+        job_id = str(uuid.uuid4())
+        submit = SubmitJob(
+            job_id=job_id,
+            project_id=str(uuid.uuid4()),
+            name="m",
+            template=template.name,
+            dataset_id=str(uuid.uuid4()),
+            dataset_version="v1",
+            base_model_id=None,
+            hyperparameters=validate_hyperparameters(template, {}),
+        )
+        await handler.handle(JOBS, job_id, submit, context, new_stream=True)
+        for make in commands:
+            await handler.handle(JOBS, job_id, make(job_id), context)  # type: ignore[operator]
+        return job_id
+
+    def start(job_id: str) -> StartAttempt:
+        return StartAttempt(job_id=job_id, worker="w", devices=["cpu"])
+
+    def fail(job_id: str) -> FailJob:
+        return FailJob(job_id=job_id, error="boom")
+
+    old_failed = await job(start, fail)
+    recent_failed = await job(start, fail)
+    old_running = await job(start)
+    long_ago = time.time() - WORK_DIR_RETENTION_S - 3_600
+    for job_id in (old_failed, recent_failed, old_running):
+        directory = tmp_path / "jobs" / job_id
+        (directory / "checkpoints").mkdir(parents=True)
+        if job_id != recent_failed:
+            os.utime(directory / "checkpoints", (long_ago, long_ago))
+            os.utime(directory, (long_ago, long_ago))
+    resources = WorkerResources(
+        dataclasses.replace(settings, data_dir=tmp_path),
+        pool,
+        Cache(connect(settings.require_redis_url()), key_prefix(settings.instance)),
+        [],
+        EventStore(pool),
+        blob_store_from_settings(settings),
+    )
+    assert await clean_up_work_dirs(resources) == [old_failed]
+    assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == sorted(
+        [recent_failed, old_running]
+    )
