@@ -196,6 +196,14 @@ BODIES: dict[str, Body] = {
     "CommitDatasetVersion": lambda _world: {"files": {"file": ("d.csv", csv_bytes(), "text/csv")}},
     "CreateUser": lambda _world: {"json": _user_body()},
     "UpdateUser": lambda _world: {"json": {"full_name": "Permission Matrix"}},
+    # Refused by the handler (no such template) once the guard lets the caller through.
+    "SubmitTrainingJob": lambda world: {
+        "json": {
+            "project_id": world.project_p,
+            "template": "no-such-template",
+            "dataset_id": "00000000-0000-4000-8000-000000000000",
+        }
+    },
     "CreateRole": lambda _world: {
         "json": {"name": _unique("matrix-"), "permissions": ["project:read"]}
     },
