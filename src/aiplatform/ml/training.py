@@ -226,6 +226,23 @@ def learning_rate(step: int, total_steps: int, peak: float, schedule: str) -> fl
     return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
+# Data-parallel setups, in which Accelerate's backward, clipping and optimizer step add nothing
+# to torch's own when there is no gradient scaler and no gradient accumulation.
+_PLAIN_DATA_PARALLEL: Final = frozenset({"NO", "MULTI_CPU", "MULTI_GPU", "MULTI_XPU", "MULTI_NPU"})
+
+
+def steps_directly(accelerator: Accelerator) -> bool:
+    """Whether an update may call torch directly rather than through the Accelerator. It pays:
+    the prepared optimizer's `step` looks for the LOMO package on sys.path twice per call, its
+    `zero_grad` inspects a signature and the clipping wrapper sorts parameters by tensor kind,
+    0.3 ms a step together, a tenth of a small network's step on a CPU."""
+    return (
+        accelerator.scaler is None
+        and accelerator.gradient_accumulation_steps == 1
+        and accelerator.distributed_type in _PLAIN_DATA_PARALLEL
+    )
+
+
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -272,6 +289,9 @@ class TrainingRun:
         self.model, self.optimizer, self.train_loader, self.validation_loader = accelerator.prepare(
             network, optimizer, train_loader, validation_loader
         )
+        self.plain_optimizer = optimizer
+        self.weights = list(self.model.parameters())
+        self.direct = steps_directly(accelerator)
         self.steps_per_epoch = len(self.train_loader)
         self.epochs = int(hyperparameters["epochs"])
         self.total_steps = self.epochs * self.steps_per_epoch
@@ -369,10 +389,7 @@ class TrainingRun:
         for group in self.optimizer.param_groups:
             group["lr"] = rate
         loss = self.objective.loss(self.model, batch)
-        self.accelerator.backward(loss)
-        self.accelerator.clip_grad_norm_(self.model.parameters(), GRADIENT_CLIP)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._update(loss)
         value = self._mean_over_processes(loss.detach())
         if not math.isfinite(value):
             raise TrainingDivergedError(
@@ -399,6 +416,18 @@ class TrainingRun:
             }
         )
         return value
+
+    def _update(self, loss: torch.Tensor) -> None:
+        if self.direct:
+            torch.autograd.backward(loss)
+            torch.nn.utils.clip_grad_norm_(self.weights, GRADIENT_CLIP)
+            self.plain_optimizer.step()
+            self.plain_optimizer.zero_grad(set_to_none=True)
+        else:
+            self.accelerator.backward(loss)
+            self.accelerator.clip_grad_norm_(self.weights, GRADIENT_CLIP)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
 
     def _mean_over_processes(self, value: torch.Tensor) -> float:
         if self.accelerator.num_processes > 1:
