@@ -237,6 +237,7 @@ def parse_lines(stdout: str) -> Events:
     return [json.loads(line) for line in stdout.splitlines()]
 
 
+@pytest.mark.slow
 def test_the_child_runs_under_accelerate_launch_and_its_model_generates(tmp_path: Path) -> None:
     dataset = write_corpus(tmp_path / "corpus.txt", characters=2_000)
     spec = spec_for(tmp_path, "char-lm", dataset, "text", epochs=2, seed=3, **TINY_GPT)
@@ -277,6 +278,7 @@ def start_child(tmp_path: Path, spec: TrainingSpec) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_75(tmp_path: Path) -> None:
     dataset = write_blobs(tmp_path / "blobs.csv")
     spec = spec_for(tmp_path, "tabular-classifier", dataset, "csv", epochs=1_000)
@@ -295,6 +297,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_75(tmp_path: Path) -> None:
     assert (Path(checkpoint["path"]) / "trainer_state.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_failure_is_reported_as_an_error_line_and_exit_1(tmp_path: Path) -> None:
     dataset = write_blobs(tmp_path / "blobs.csv", label="target")
     child = start_child(tmp_path, spec_for(tmp_path, "tabular-classifier", dataset, "csv"))
@@ -304,3 +307,45 @@ def test_a_failure_is_reported_as_an_error_line_and_exit_1(tmp_path: Path) -> No
     assert error["type"] == "error"
     assert error["error"] == "DatasetError: row 1: `label` is missing"
     assert "load_training_data" in error["traceback"]
+
+
+def run_two_processes(tmp_path: Path, spec: TrainingSpec) -> Events:
+    """The child on two CPU processes (gloo), as torchrun starts them for accelerate."""
+    child = subprocess.run(
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
+            *("--nproc_per_node", "2", "-m", "aiplatform.ml.trainer"),
+            str(write_spec(tmp_path, spec)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
+    )
+    assert child.returncode == 0, child.stderr
+    return parse_lines(child.stdout)
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_epochs_and_resume_mid_epoch_alike(tmp_path: Path) -> None:
+    dataset = write_blobs(tmp_path / "blobs.csv")
+    settings = {"epochs": 3, "checkpoint_every": 4}
+    whole_spec = spec_for(tmp_path / "whole", "tabular-classifier", dataset, "csv", **settings)
+    whole = run_two_processes(tmp_path, whole_spec)
+
+    (started,) = of_type(whole, "started")  # the main process speaks for both
+    assert started["num_processes"] == 2
+    # 320 training rows in batches of 64: 5 batches, 3 for one process and 2 (+1 repeated)
+    # for the other.
+    assert (started["steps_per_epoch"], started["total_steps"]) == (3, 9)
+    assert [e["step"] for e in of_type(whole, "checkpoint")] == [4, 8, 9]
+    assert validation(whole)[-1]["val_accuracy"] >= 0.8
+
+    checkpoint = Path(whole_spec.work_dir) / "checkpoints" / "step-8"  # mid third epoch
+    resumed_spec = spec_for(tmp_path / "resumed", "tabular-classifier", dataset, "csv", **settings)
+    resumed_spec = msgspec.structs.replace(resumed_spec, resume_from=str(checkpoint))
+    resumed = run_two_processes(tmp_path, resumed_spec)
+    assert [e["step"] for e in of_type(resumed, "progress")] == [9]
+    final = [load_file(Path(s.work_dir) / "model.safetensors") for s in (whole_spec, resumed_spec)]
+    assert all(torch.equal(final[0][name], final[1][name]) for name in final[0])
