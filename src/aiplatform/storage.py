@@ -17,7 +17,7 @@ import re
 import stat
 import sys
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from io import BufferedWriter
@@ -69,8 +69,8 @@ class BlobNotFoundError(LookupError):
     """No blob is stored under the key (the only argument)."""
 
 
-# Sees an upload's bytes, in order, in batches, on a thread: what it does there should release
-# the GIL, or it slows the event loop that receives the upload.
+# Sees an upload's bytes, in order, a batch at a time, on a thread: what it does there should
+# release the GIL, or it slows the event loop that receives the upload.
 Observer = Callable[[bytes], None]
 
 
@@ -111,7 +111,7 @@ def validate_key(key: str) -> str:
 class _Sink(Protocol):
     """Where an upload's batches go. Blocking; called on threads, one call at a time."""
 
-    def write(self, batch: bytes) -> None: ...
+    def write(self, batch: Sequence[bytes]) -> None: ...
 
     def commit(self) -> None: ...
 
@@ -121,8 +121,10 @@ class _Sink(Protocol):
 
 async def _batches(
     chunks: AsyncIterator[bytes], *, batch_bytes: int, max_bytes: int
-) -> AsyncGenerator[bytes, None]:
-    """The stream's bytes in batches of at least batch_bytes; only the last may be shorter."""
+) -> AsyncGenerator[list[bytes], None]:
+    """The stream's chunks in batches of at least batch_bytes; only the last may be shorter.
+    The chunks are not joined here: copying every byte once more on the event loop, which
+    receives them, would slow the upload."""
     parts: list[bytes] = []
     buffered = total = 0
     async for chunk in chunks:
@@ -132,10 +134,15 @@ async def _batches(
         parts.append(chunk)
         buffered += len(chunk)
         if buffered >= batch_bytes:
-            yield b"".join(parts)
+            yield parts
             parts, buffered = [], 0
     if parts:
-        yield b"".join(parts)
+        yield parts
+
+
+def _observe(observe: Observer, batch: Sequence[bytes]) -> None:
+    # A join of over 1 MiB releases the GIL.
+    observe(b"".join(batch))
 
 
 async def _settle(jobs: list[Future[None]]) -> None:
@@ -164,6 +171,11 @@ async def _pump(
     loop gathers batch n + 1, so all of them overlap, and at most two batches are held."""
     hasher = hashlib.sha256()
     size = 0
+
+    def hash_batch(batch: Sequence[bytes]) -> None:
+        for chunk in batch:
+            hasher.update(chunk)
+
     pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="blob-put")
     in_flight: list[Future[None]] = []
     try:
@@ -172,10 +184,10 @@ async def _pump(
         ) as batches:
             async for batch in batches:
                 await _settle(in_flight)
-                in_flight = [pool.submit(hasher.update, batch), pool.submit(sink.write, batch)]
+                in_flight = [pool.submit(hash_batch, batch), pool.submit(sink.write, batch)]
                 if observe is not None:
-                    in_flight.append(pool.submit(observe, batch))
-                size += len(batch)
+                    in_flight.append(pool.submit(_observe, observe, batch))
+                size += sum(map(len, batch))
         await _settle(in_flight)
         in_flight = [pool.submit(sink.commit)]
         await _settle(in_flight)
@@ -240,9 +252,9 @@ class _LocalUpload:
             self._file = os.fdopen(fd, "wb")
         return self._file
 
-    def write(self, batch: bytes) -> None:
+    def write(self, batch: Sequence[bytes]) -> None:
         file = self._open()
-        file.write(batch)
+        file.writelines(batch)
         file.flush()
         _hand_to_disk(file.fileno())
 
@@ -348,9 +360,10 @@ class _S3Upload:
         self._short = b""
         self._committed = False
 
-    def write(self, batch: bytes) -> None:
-        if self._upload_id is None and len(batch) < S3_PART_BYTES:
-            self._short = batch
+    def write(self, batch: Sequence[bytes]) -> None:
+        body = b"".join(batch)
+        if self._upload_id is None and len(body) < S3_PART_BYTES:
+            self._short = body
             return
         if self._upload_id is None:
             started = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)
@@ -361,7 +374,7 @@ class _S3Upload:
             Key=self._key,
             UploadId=self._upload_id,
             PartNumber=number,
-            Body=batch,
+            Body=body,
         )
         self._parts.append({"ETag": part["ETag"], "PartNumber": number})
 

@@ -199,11 +199,13 @@ def _line_ends(chunk: bytes) -> tuple[int, int]:
 
     octets = pa.Array.from_buffers(pa.uint8(), len(chunk), [None, pa.py_buffer(chunk)])
     is_lf = pc.equal(octets, pa.scalar(_LF, pa.uint8()))
-    blank = pc.and_(is_lf[:-1], is_lf[1:])
-    counts = [pc.sum(is_lf), pc.sum(blank)]
-    # Finding a "\r" is a memchr; a file without one is spared the second comparison.
-    if b"\r" in chunk:
+    counts = [pc.sum(is_lf), pc.sum(pc.and_(is_lf[:-1], is_lf[1:]))]
+    # A "\r" line is one byte long; most files have no one-byte line, and are spared looking
+    # for "\r" at all.
+    one_byte_lines = pc.and_(pc.and_(is_lf[:-2], pc.invert(is_lf[1:-1])), is_lf[2:])
+    if pc.sum(one_byte_lines).as_py():
         is_cr = pc.equal(octets, pa.scalar(_CR, pa.uint8()))
-        counts.append(pc.sum(pc.and_(pc.and_(is_lf[:-2], is_cr[1:-1]), is_lf[2:])))
-    newlines, *blanks = (count.as_py() or 0 for count in counts)
+        counts.append(pc.sum(pc.and_(one_byte_lines, is_cr[1:-1])))
+    # Arrow sums nothing (a chunk too short for a pair) to null.
+    newlines, *blanks = (int(count.as_py() or 0) for count in counts)
     return newlines, sum(blanks)
