@@ -4,6 +4,7 @@ from aiplatform.projectors.datasets import DatasetsProjector
 from aiplatform.projectors.experiments import ExperimentsProjector
 from aiplatform.projectors.jobs import JobsProjector
 from aiplatform.projectors.models import ModelsProjector
+from aiplatform.projectors.notifications import NotificationsProjector
 from aiplatform.projectors.projects import ProjectsProjector
 from aiplatform.projectors.roles import RolesProjector
 from aiplatform.projectors.runner import Projector
@@ -19,4 +20,5 @@ def all_projectors() -> list[Projector]:
         ModelsProjector(),
         DatasetsProjector(),
         JobsProjector(),
+        NotificationsProjector(),
     ]
