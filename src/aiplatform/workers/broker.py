@@ -12,7 +12,9 @@ from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware.asyncio import AsyncIO
 
+from aiplatform.cache import key_prefix
 from aiplatform.config import Settings
+from aiplatform.workers.monitoring import MonitoringMiddleware
 
 QUEUES = ("projector", "training", "inference", "data", "notification", "monitoring", "maintenance")
 
@@ -40,6 +42,8 @@ def build_broker(settings: Settings) -> RedisBroker:
         maintenance_chance=MAINTENANCE_CHANCE,
     )
     broker.add_middleware(AsyncIO())
+    # Every worker process reports its CPU and memory, and its host's GPUs (one per host).
+    broker.add_middleware(MonitoringMiddleware(broker.client, key_prefix(settings.instance)))
     return broker
 
 
