@@ -18,6 +18,7 @@ from aiplatform.api.context import request_id_middleware
 from aiplatform.api.datasets import datasets_router
 from aiplatform.api.errors import EXCEPTION_HANDLERS
 from aiplatform.api.experiments import experiments_router
+from aiplatform.api.gpu import gpu_router
 from aiplatform.api.guards import permission_guard
 from aiplatform.api.health import health, ready
 from aiplatform.api.jobs import jobs_router
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> Litestar:
             audit_router(),
             jobs_router(),
             monitoring_router(),
+            gpu_router(),
             training_router(),
         ],
     )
