@@ -11,16 +11,17 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from aiplatform.datasets.formats import Format
 from aiplatform.ml.model_files import ModelInputError, generate, load_model, predict
-from aiplatform.ml.trainer import EXIT_FAILED, EXIT_INTERRUPTED
+from aiplatform.ml.trainer import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PARENT_GONE
 from aiplatform.ml.training import TrainingSpec, train
 
 Events = list[dict[str, Any]]
@@ -307,6 +308,54 @@ def test_a_failure_is_reported_as_an_error_line_and_exit_1(tmp_path: Path) -> No
     assert error["type"] == "error"
     assert error["error"] == "DatasetError: row 1: `label` is missing"
     assert "load_training_data" in error["traceback"]
+
+
+def read_until_training(stream: IO[str]) -> None:
+    for line in stream:
+        if json.loads(line)["type"] == "progress":
+            return
+
+
+@pytest.mark.slow
+def test_a_closed_stdout_ends_the_child_at_once(tmp_path: Path) -> None:
+    dataset = write_blobs(tmp_path / "blobs.csv")
+    child = start_child(tmp_path, spec_for(tmp_path, "tabular-classifier", dataset, "csv"))
+    assert child.stdout is not None
+    read_until_training(child.stdout)
+    child.stdout.close()  # as when the parent dies
+    assert child.wait(timeout=30) == EXIT_PARENT_GONE
+
+
+@pytest.mark.slow
+def test_an_orphaned_child_exits(tmp_path: Path) -> None:
+    dataset = write_blobs(tmp_path / "blobs.csv")
+    spec = spec_for(tmp_path, "tabular-classifier", dataset, "csv", epochs=1_000)
+    launcher = "import subprocess, sys; subprocess.run([sys.executable, '-m', *sys.argv[1:]])"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", launcher, "aiplatform.ml.trainer", str(write_spec(tmp_path, spec))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert parent.stdout is not None
+    read_until_training(parent.stdout)
+    (trainer,) = psutil.Process(parent.pid).children()
+    parent.kill()  # no signal reaches the trainer: only its parent is gone
+    try:
+        # The pipe ends once its last writer, the orphaned trainer, has exited.
+        assert '"completed"' not in parent.communicate(timeout=30)[0]
+        assert has_exited(trainer)
+    finally:
+        if not has_exited(trainer):
+            trainer.kill()
+
+
+def has_exited(process: psutil.Process) -> bool:
+    """Gone, or a zombie that its new parent has not reaped yet."""
+    try:
+        return bool(process.status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
 
 
 def run_two_processes(tmp_path: Path, spec: TrainingSpec) -> Events:
