@@ -3,6 +3,7 @@ JSON lines through `accelerate launch`; stopping, resuming mid-epoch, SIGTERM an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -308,6 +309,34 @@ def test_a_failure_is_reported_as_an_error_line_and_exit_1(tmp_path: Path) -> No
     assert error["type"] == "error"
     assert error["error"] == "DatasetError: row 1: `label` is missing"
     assert "load_training_data" in error["traceback"]
+
+
+@pytest.mark.slow
+def test_a_process_group_sigterm_under_accelerate_launch_still_reports_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """How a job is cancelled: SIGTERM to the launcher's whole process group. The launcher
+    dies at once; the trainer, its orphan, still saves and reports its checkpoint."""
+    dataset = write_blobs(tmp_path / "blobs.csv")
+    spec = spec_for(tmp_path, "tabular-classifier", dataset, "csv", epochs=1_000)
+    launcher = subprocess.Popen(
+        [*LAUNCH, "-m", "aiplatform.ml.trainer", str(write_spec(tmp_path, spec))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    assert launcher.stdout is not None
+    try:
+        read_until_training(launcher.stdout)
+        os.killpg(launcher.pid, signal.SIGTERM)
+        rest = parse_lines(launcher.communicate(timeout=60)[0])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)
+    checkpoint, interrupted = rest[-2:]
+    assert checkpoint["type"] == "checkpoint"
+    assert interrupted == {"type": "interrupted", "step": checkpoint["step"]}
 
 
 def read_until_training(stream: IO[str]) -> None:
