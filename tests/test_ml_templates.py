@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiplatform.datasets.quality import ColumnReport, QualityReport, TextStats, analyze
+from aiplatform.datasets.formats import Format
+from aiplatform.datasets.quality import ColumnReport, ColumnType, QualityReport, TextStats, analyze
 from aiplatform.ml.templates import (
     CHAR_LM,
     TABULAR_CLASSIFIER,
@@ -168,10 +169,10 @@ def test_the_api_process_can_import_templates_without_torch() -> None:
 # -- dataset checks ----------------------------------------------------------------------------
 
 
-def column(name: str, kind: str = "float", distinct: int = 100) -> ColumnReport:
+def column(name: str, kind: ColumnType = "float", distinct: int = 100) -> ColumnReport:
     return ColumnReport(
         name=name,
-        type=kind,  # type: ignore[arg-type]
+        type=kind,
         missing=0,
         missing_ratio=0.0,
         distinct=distinct,
@@ -179,9 +180,9 @@ def column(name: str, kind: str = "float", distinct: int = 100) -> ColumnReport:
     )
 
 
-def table(*columns: ColumnReport, fmt: str = "csv", rows: int = 500) -> dict[str, Any]:
+def table(*columns: ColumnReport, fmt: Format = "csv", rows: int = 500) -> dict[str, Any]:
     report = QualityReport(
-        format=fmt,  # type: ignore[arg-type]
+        format=fmt,
         rows=rows,
         columns=len(columns),
         column_reports=list(columns),
