@@ -222,7 +222,7 @@ TEXT_CLASSIFIER: Final = Template(
         "`max_length` bytes are cut."
     ),
     hyperparameters=(
-        *_training(epochs=4, batch_size=32, learning_rate=1e-3, validation_split=0.2),
+        *_training(epochs=3, batch_size=32, learning_rate=1e-3, validation_split=0.2),
         *_classification(),
         *_transformer(
             length_name="max_length",
