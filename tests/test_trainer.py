@@ -18,9 +18,11 @@ import msgspec
 import psutil
 import pytest
 import torch
+from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from aiplatform.datasets.formats import Format
+from aiplatform.ml import training
 from aiplatform.ml.model_files import ModelInputError, generate, load_model, predict
 from aiplatform.ml.trainer import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PARENT_GONE
 from aiplatform.ml.training import TrainingSpec, train
@@ -189,6 +191,21 @@ def test_a_base_model_is_continued_with_its_own_architecture(tmp_path: Path) -> 
     assert model.config["hidden_size"] == 64
     # It starts where the base model ended, not from scratch.
     assert step_losses(events)[0] < step_losses(base)[0] * 0.6
+
+
+def test_stepping_past_accelerates_wrappers_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = write_blobs(tmp_path / "blobs.csv")
+    assert training.steps_directly(Accelerator())  # one CPU process: the shortcut is taken
+    direct = run(spec_for(tmp_path / "direct", "tabular-classifier", dataset, "csv", epochs=2))
+    monkeypatch.setattr(training, "steps_directly", lambda _accelerator: False)
+    wrapped = run(spec_for(tmp_path / "wrapped", "tabular-classifier", dataset, "csv", epochs=2))
+    assert step_losses(direct) == step_losses(wrapped)
+    weights = [
+        load_file(tmp_path / side / "work" / "model.safetensors") for side in ("direct", "wrapped")
+    ]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
 
 
 # -- stopping and resuming ---------------------------------------------------------------------

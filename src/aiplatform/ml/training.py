@@ -263,7 +263,7 @@ class TrainingRun:
         self.objective = objective
         self.emit = emit
         self.stop_requested = stop_requested
-        self.parameters = parameter_count(network)
+        self.parameter_count = parameter_count(network)
         self.train_samples = len(data.train)  # type: ignore[arg-type]
         self.validation_samples = len(data.validation)  # type: ignore[arg-type]
         batch_size = int(hyperparameters["batch_size"])
@@ -322,7 +322,7 @@ class TrainingRun:
                 "devices": gather_object([str(self.accelerator.device)]),
                 "train_samples": self.train_samples,
                 "validation_samples": self.validation_samples,
-                "parameters": self.parameters,
+                "parameters": self.parameter_count,
                 "resumed_from_step": position.global_step if resume_from else None,
             }
         )
@@ -498,7 +498,7 @@ class TrainingRun:
                 hyperparameters=hyperparameters,
                 config=config,
                 metrics=self.metrics,
-                parameters=self.parameters,
+                parameters=self.parameter_count,
             )
         self.accelerator.wait_for_everyone()
         self.emit(
@@ -506,7 +506,7 @@ class TrainingRun:
                 "type": "completed",
                 "artifact_path": str(path.resolve()),
                 "metrics": self.metrics,
-                "parameters": self.parameters,
+                "parameters": self.parameter_count,
                 "samples_per_second": self._samples_per_second(),
             }
         )
