@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from aiplatform.aggregates import JOBS
+from aiplatform.cache import Cache, connect, key_prefix
 from aiplatform.commands import CommandContext, CommandHandler
+from aiplatform.config import Settings
 from aiplatform.domain import jobs
 from aiplatform.domain.jobs import (
     JobCheckpointed,
@@ -31,6 +34,7 @@ from aiplatform.domain.jobs import (
 from aiplatform.eventstore.codec import Event, EventMetadata
 from aiplatform.eventstore.store import AppendResult, EventStore
 from aiplatform.workers.broker import projector_wake_up
+from aiplatform.workers.waker import GATE_TTL_MS, wake_gate_key
 from conftest import login, make_user
 
 Client = AsyncTestClient[Litestar]
@@ -39,14 +43,18 @@ LOSS_URL = "/api/v2/metrics/loss"
 WORKER = CommandContext(metadata=EventMetadata(actor="system:worker-1"))
 
 
-async def wake_projector(_: AppendResult) -> None:
-    await asyncio.to_thread(dramatiq.get_broker().enqueue, projector_wake_up())
-
-
 @pytest.fixture
-def commands(pool: asyncpg.Pool) -> CommandHandler:
-    """The command path the training worker takes, waking the projector after each append."""
-    return CommandHandler(EventStore(pool), listeners=[wake_projector])
+async def commands(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[CommandHandler]:
+    """The command path the training worker takes. Appends wake the projector through the
+    API's gate: a burst of appends queues one catch-up, not one per append."""
+    cache = Cache(connect(settings.require_redis_url()), key_prefix(settings.instance))
+
+    async def wake_projector(_: AppendResult) -> None:
+        if await cache.set_if_absent(wake_gate_key(cache), GATE_TTL_MS):
+            await asyncio.to_thread(dramatiq.get_broker().enqueue, projector_wake_up())
+
+    yield CommandHandler(EventStore(pool), listeners=[wake_projector])
+    await cache.close()
 
 
 class Run:
