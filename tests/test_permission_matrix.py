@@ -40,6 +40,7 @@ from aiplatform.auth.permissions import (
     AUTHENTICATED,
     BUILTIN_PROJECT_ROLES,
     DATASET_WRITE,
+    INFERENCE_RUN,
     MODEL_WRITE,
     PROJECT_PERMISSIONS,
     PROJECT_READ,
@@ -82,6 +83,8 @@ HANDLER_CHECKED = {"RegisterModel": MODEL_WRITE, "CreateDataset": DATASET_WRITE}
 # Routes whose project is optional or named by a job in the query string, where the guard does
 # not look: their handler checks it too.
 HANDLER_CHECKED |= {"ListJobs": PROJECT_READ, "GetLossCurve": PROJECT_READ}
+# The project of an inference request is its model's, named in the body.
+HANDLER_CHECKED |= {"Generate": INFERENCE_RUN}
 # An operation that changes the resource in its path runs on a fresh one.
 READ_METHODS = {"GET"}
 RESOURCE_PARAMETERS = ("project_id", "experiment_id", "model_id", "dataset_id", "job_id")
@@ -107,6 +110,8 @@ class World:
     commands: CommandHandler
     # A resource of each kind in P, for the calls that only read it.
     existing: dict[str, str] = field(default_factory=dict)
+    # A notification of each caller's own (anonymous callers name the viewer's).
+    notifications: dict[str, str] = field(default_factory=dict)
     mismatches: list[str] = field(default_factory=list)
     checked: int = 0
 
@@ -208,6 +213,8 @@ BODIES: dict[str, Body] = {
             "dataset_id": "00000000-0000-4000-8000-000000000000",
         }
     },
+    # A model of P, uploaded rather than trained: refused (422) once the handler lets one in.
+    "Generate": lambda world: {"json": {"model_id": world.existing["model_id"], "prompt": "hi"}},
     "CreateRole": lambda _world: {
         "json": {"name": _unique("matrix-"), "permissions": ["project:read"]}
     },
@@ -447,7 +454,28 @@ async def make_world(client: Client, admin_id: str, commands: CommandHandler) ->
     world.existing["project_id"] = world.project_p
     for parameter in RESOURCE_PARAMETERS[1:]:
         world.existing[parameter], _ = await new_resource(world, parameter)
+    await notify_every_caller(world)
     return world
+
+
+async def notify_every_caller(world: World) -> None:
+    """The members of P were told they were added; the others are added to a project R."""
+    others = {world.users[OTHER_OWNER].id: "viewer", world.admin.id: "viewer"}
+    _, position = await create_project(world.client, world.p_owner, others)
+    for caller in CALLERS[1:]:
+        listed: list[dict[str, Any]] = []
+        for _ in range(3):  # each try waits up to the read-your-writes timeout
+            response = await world.client.get(
+                "/api/v2/notifications",
+                params={"after": position},
+                headers=world.user(caller).headers,
+            )
+            assert response.status_code == 200, response.text
+            listed = response.json()["data"]
+            if not response.json()["meta"].get("stale"):
+                break
+        assert listed, f"{caller} has no notification"
+        world.notifications[caller] = listed[0]["id"]
 
 
 def p_members(world: World) -> dict[str, str]:
@@ -482,6 +510,8 @@ async def call(
         elif name == "user_id":
             own = world.users[VIEWER] if caller == ANONYMOUS else world.user(caller)
             values[name] = user_id_override or own.id
+        elif name == "notification_id":
+            values[name] = world.notifications[VIEWER if caller == ANONYMOUS else caller]
         elif name in PATH_VALUES:
             values[name] = PATH_VALUES[name]
         else:

@@ -59,6 +59,14 @@ def connect(redis_url: str) -> aioredis.Redis:
     )
 
 
+def connect_for_waiting(redis_url: str) -> aioredis.Redis:
+    """A client for blocking commands (BLPOP, pub/sub): they wait longer than the cache's
+    half-second socket timeout allows, by design."""
+    return aioredis.Redis.from_url(
+        redis_url, socket_timeout=None, socket_connect_timeout=0.5, health_check_interval=30
+    )
+
+
 def versioned_payload(raw: bytes) -> bytes | None:
     """The payload of a stored `set_versioned` value; None for a tombstone."""
     _, _, payload = raw.partition(b"|")

@@ -38,6 +38,10 @@ class Settings:
     # `accelerate launch` options for training jobs (e.g. "--multi_gpu --num_processes 8");
     # unset: one process per visible NVIDIA GPU, or one CPU process.
     accelerate_args: str | None = None
+    # An inference worker keeps models loaded up to this many bytes of weights (LRU).
+    inference_memory_bytes: int = 2 * 1024**3
+    # How long the API waits for an inference worker's first answer before it says 503.
+    inference_timeout_s: float = 30.0
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:
         return replace(self, database_url=database_url, redis_url=redis_url)
@@ -102,4 +106,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_request_body_bytes=_int(env, "AIPLATFORM_MAX_REQUEST_BODY_BYTES", 1_048_576),
         max_upload_bytes=_int(env, "AIPLATFORM_MAX_UPLOAD_BYTES", 10 * 1024**3),
         accelerate_args=env.get("AIPLATFORM_ACCELERATE_ARGS") or None,
+        inference_memory_bytes=_int(env, "AIPLATFORM_INFERENCE_MEMORY_BYTES", 2 * 1024**3),
+        inference_timeout_s=_int(env, "AIPLATFORM_INFERENCE_TIMEOUT_S", 30),
     )

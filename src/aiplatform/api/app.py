@@ -21,9 +21,11 @@ from aiplatform.api.experiments import experiments_router
 from aiplatform.api.gpu import gpu_router
 from aiplatform.api.guards import permission_guard
 from aiplatform.api.health import health, ready
+from aiplatform.api.inference import inference_router
 from aiplatform.api.jobs import jobs_router
 from aiplatform.api.models import models_router
 from aiplatform.api.monitoring import monitoring_router
+from aiplatform.api.notifications import notifications_router
 from aiplatform.api.projects import projects_router
 from aiplatform.api.roles import roles_router
 from aiplatform.api.services import Services
@@ -34,7 +36,7 @@ from aiplatform.auth.permissions import PUBLIC
 from aiplatform.auth.rate_limit import LoginRateLimiter
 from aiplatform.auth.standing import Standing
 from aiplatform.auth.tokens import VerifiedTokens
-from aiplatform.cache import Cache, connect, key_prefix
+from aiplatform.cache import Cache, connect, connect_for_waiting, key_prefix
 from aiplatform.commands import CommandHandler
 from aiplatform.config import Settings
 from aiplatform.eventstore.store import EventStore, create_pool
@@ -44,6 +46,7 @@ from aiplatform.queries.datasets import DatasetQueries
 from aiplatform.queries.experiments import ExperimentQueries
 from aiplatform.queries.jobs import JobQueries
 from aiplatform.queries.models import ModelQueries
+from aiplatform.queries.notifications import NotificationQueries
 from aiplatform.queries.projects import ProjectQueries
 from aiplatform.queries.roles import RoleQueries
 from aiplatform.queries.users import UserQueries
@@ -82,6 +85,7 @@ async def start_services(settings: Settings) -> Services:
         models=ModelQueries(pool),
         datasets=DatasetQueries(pool),
         jobs=JobQueries(pool, cache),
+        notifications=NotificationQueries(pool),
         blobs=blob_store_from_settings(settings),
         roles=RoleQueries(pool),
         accounts=accounts,
@@ -90,6 +94,7 @@ async def start_services(settings: Settings) -> Services:
         tokens=VerifiedTokens(settings.require_secret_key()),
         broker=broker,
         waker=waker,
+        waiting_redis=connect_for_waiting(settings.require_redis_url()),
     )
     waker.start()
     warmed = await services.projects.warm_cache()
@@ -100,6 +105,7 @@ async def start_services(settings: Settings) -> Services:
 async def stop_services(services: Services) -> None:
     await services.waker.stop()
     await services.cache.close()
+    await services.waiting_redis.aclose()
     services.broker.close()
     await services.pool.close()
 
@@ -127,7 +133,9 @@ def create_app(settings: Settings) -> Litestar:
             jobs_router(),
             monitoring_router(),
             gpu_router(),
+            notifications_router(),
             training_router(),
+            inference_router(),
         ],
     )
     return Litestar(

@@ -9,6 +9,7 @@ import asyncpg
 from dramatiq.brokers.redis import RedisBroker
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from redis import asyncio as aioredis
 
 from aiplatform.api.errors import RequestError
 from aiplatform.auth.accounts import Accounts
@@ -25,6 +26,7 @@ from aiplatform.queries.datasets import DatasetQueries
 from aiplatform.queries.experiments import ExperimentQueries
 from aiplatform.queries.jobs import JobQueries
 from aiplatform.queries.models import ModelQueries
+from aiplatform.queries.notifications import NotificationQueries
 from aiplatform.queries.projects import ProjectQueries
 from aiplatform.queries.roles import RoleQueries
 from aiplatform.queries.users import UserQueries
@@ -45,6 +47,7 @@ class Services:
     models: ModelQueries
     datasets: DatasetQueries
     jobs: JobQueries
+    notifications: NotificationQueries
     blobs: BlobStore
     roles: RoleQueries
     accounts: Accounts
@@ -53,6 +56,8 @@ class Services:
     tokens: VerifiedTokens
     broker: RedisBroker
     waker: ProjectorWaker
+    # For commands that block on purpose (BLPOP of inference replies, pub/sub).
+    waiting_redis: aioredis.Redis
 
     async def read_after(
         self,

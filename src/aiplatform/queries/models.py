@@ -60,11 +60,21 @@ class ModelQueries:
         return str(row["project_id"]), line_of(str(row["project_id"]), row["name"])
 
     async def list(
-        self, project_id: uuid.UUID, *, name: str | None, stage: str | None, page: int, limit: int
+        self,
+        project_id: uuid.UUID,
+        *,
+        name: str | None,
+        stage: str | None,
+        page: int,
+        limit: int,
+        servable: bool = False,
     ) -> tuple[list[ModelView], int]:
+        """`servable`: only models trained here (their card names a template), which the
+        inference workers can load."""
         where = (
             "project_id = $1 AND ($2::text IS NULL OR name = $2) "
             "AND ($3::text IS NULL OR stage = $3)"
+            + (" AND card ? 'template' AND stage <> 'archived'" if servable else "")
         )
         arguments = (project_id, name, stage)
         async with self.pool.acquire() as connection:

@@ -7,10 +7,12 @@ import logging
 import dramatiq
 
 from aiplatform.domain.jobs import MAX_ATTEMPTS, MAX_TIME_LIMIT_S
+from aiplatform.inference.replies import RUN_INFERENCE
 from aiplatform.projectors.runner import catch_up
 from aiplatform.training_queue import RETRY_MAX_BACKOFF_MS, RETRY_MIN_BACKOFF_MS, RUN_TRAINING_JOB
 from aiplatform.workers.broker import PROJECT_READ_MODELS
 from aiplatform.workers.datasets import REPORT_QUALITY, report_quality
+from aiplatform.workers.inference import answer
 from aiplatform.workers.maintenance import (
     CLEAN_UP,
     DISPATCH_TRAINING,
@@ -79,3 +81,9 @@ async def clean_up_finished_jobs() -> None:
     removed = await clean_up_work_dirs(await worker_resources())
     if removed:
         log.info("removed the work directories of %d finished job(s)", len(removed))
+
+
+@dramatiq.actor(actor_name=RUN_INFERENCE, queue_name="inference", max_retries=0, time_limit=600_000)
+async def run_inference(request: dict[str, object]) -> None:
+    """Not retried: the caller waits seconds, not minutes; a failure is answered as one."""
+    await answer(await worker_resources(), request)

@@ -36,8 +36,6 @@ from aiplatform.workers.trainer_process import Exit, TrainerProcess, Usage, laun
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.5
-# Exit code of a trainer that was asked to stop (SIGTERM) and saved a checkpoint first.
-EXIT_INTERRUPTED = 75
 # Model ids of trained models derive from their job's id: a job registers one model, however
 # often its last step is retried.
 _MODEL_NAMESPACE = uuid.UUID("5b0c2f57-6d1c-4d8e-9d3e-3f1f8a0c9e21")
@@ -86,6 +84,7 @@ class _Outcome:
     error: dict[str, Any] | None = None
     devices: list[str] = field(default_factory=list)
     samples_per_second: float | None = None
+    interrupted: bool = False
 
 
 class TrainingRun:
@@ -151,7 +150,7 @@ class TrainingRun:
                     traceback=self._outcome.error.get("traceback"),
                 )
             )
-        elif exit_.returncode == EXIT_INTERRUPTED:
+        elif self._outcome.interrupted:
             await self._retry_or_fail("the trainer was stopped and saved a checkpoint")
             return
         else:
@@ -332,6 +331,7 @@ class TrainingRun:
             self._outcome.error = message
             self._batch.lines.append(_line("error", str(message.get("error", ""))))
         elif kind == "interrupted":
+            self._outcome.interrupted = True
             self._batch.lines.append(
                 _line("warning", f"stopped at step {message.get('step')} to be resumed")
             )

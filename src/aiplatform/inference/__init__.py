@@ -1,0 +1,1 @@
+"""Serving trained models: the request/reply protocol and the worker's model cache."""
