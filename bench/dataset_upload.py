@@ -17,8 +17,9 @@ The ratio is the median of the per-round ratios upload/copy; the target is >= 0.
 process (`python -m aiplatform worker --queues projector,data`) computes each upload's quality
 report; the time from the 201 until `GET .../versions/v1` shows it is printed too. Each round
 waits for its report before going on, so that no analysis runs during a timed copy or upload.
-`--profile FILE` adds one more upload with `py-spy record --gil` on the server (raw collapsed
-stacks in FILE) and prints the innermost functions and lines of its samples.
+`--profile FILE` adds one more upload with `py-spy record --threads` on the server (raw
+collapsed stacks in FILE) and prints the innermost lines of the samples of its event loop and
+of its blob store's threads.
 
     .venv/bin/python bench/dataset_upload.py [--megabytes 1024] [--rounds 3] [--profile FILE]
 """
@@ -66,6 +67,7 @@ MB = 1_000_000  # rates are in MB/s (10^6 bytes), sizes in MiB
 CHUNK_BYTES = 1 << 20
 RSS_INTERVAL_S = 0.05
 QUALITY_TIMEOUT_S = 900.0
+PROFILE_RATE = 250  # samples per second
 STOP_TIMEOUT_S = 20.0
 ADMIN_USERNAME = "bench-admin"
 
@@ -395,10 +397,11 @@ def py_spy() -> str:
 def profile(http: httpx.Client, pid: int, data: GeneratedCsv, output: Path) -> None:
     """One more upload with py-spy recording the server; prints where its samples were."""
     project_id = http.post("/api/v2/projects", json={"name": "profiled"}).json()["data"]["id"]
+    # Every thread, GIL or not: the event loop waits on the store's threads, which hash, write
+    # and count rows without the GIL, as much as they wait on it.
+    record = [py_spy(), "record", "--threads", "--rate", str(PROFILE_RATE), "--pid", str(pid)]
     recorder = subprocess.Popen(
-        # --gil: samples of the thread holding the GIL, which the event loop needs for every
-        # byte of an upload; hashing and writing run on threads without it.
-        [py_spy(), "record", "--gil", "--pid", str(pid), "--format", "raw", "-o", str(output)],
+        [*record, "--format", "raw", "-o", str(output)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
@@ -413,37 +416,39 @@ def profile(http: httpx.Client, pid: int, data: GeneratedCsv, output: Path) -> N
 
 
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?):(?P<line>\d+)\)$")
+# py-spy's first frame with --threads: `thread (<id>): <thread name>`.
+_THREAD = re.compile(r"^thread \(\w+\): (?P<name>.*)$")
+# The threads summarised, by the start of their names: uvicorn's event loop, the store's stages.
+_PROFILED_THREADS = {"MainThread": "the event loop", "blob-put": "the store's threads"}
 
 
-def summarise_profile(path: Path, top: int = 12) -> None:
-    """Where the samples were: the innermost frame of each, by function and by line."""
-    by_function: Counter[str] = Counter()
-    by_line: Counter[str] = Counter()
-    total = 0
+def summarise_profile(path: Path, top: int = 10) -> None:
+    """Where the samples of the event loop and of the store's threads were: the innermost
+    line of each. `Runner.run` is the event loop in C (reading sockets, or waiting for them);
+    `_worker` is a store thread waiting for a batch."""
+    by_thread: dict[str, Counter[str]] = {kind: Counter() for kind in _PROFILED_THREADS.values()}
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
+        thread, _, frames = stack.partition(";")
+        named = _THREAD.match(thread)
+        if not frames or named is None or not count_text.isdigit():
             continue
-        count = int(count_text)
-        total += count
-        innermost = stack.rsplit(";", 1)[-1]
+        kind = next(
+            (k for prefix, k in _PROFILED_THREADS.items() if named["name"].startswith(prefix)),
+            None,
+        )
+        if kind is None:
+            continue
+        innermost = frames.rsplit(";", 1)[-1]
         match = _FRAME.match(innermost)
-        if match is None:
-            by_function[innermost] += count
-            by_line[innermost] += count
-            continue
-        function = f"{match['function']} ({Path(match['file']).name}"
-        by_function[f"{function})"] += count
-        by_line[f"{function}:{match['line']})"] += count
-    if not total:
-        print("no samples")
-        return
-    print(f"{total} samples of the thread holding the GIL; innermost function:")
-    for function, count in by_function.most_common(top):
-        print(f"  {count / total:6.1%}  {function}")
-    print("innermost line:")
-    for frame, count in by_line.most_common(top // 2):
-        print(f"  {count / total:6.1%}  {frame}")
+        if match is not None:
+            innermost = f"{match['function']} ({Path(match['file']).name}:{match['line']})"
+        by_thread[kind][innermost] += int(count_text)
+    for kind, frames in by_thread.items():
+        total = frames.total()
+        print(f"{kind}: {total / PROFILE_RATE:.1f} s sampled; innermost lines:")
+        for frame, count in frames.most_common(top):
+            print(f"  {count / total:6.1%}  {frame}")
 
 
 def report(results: Results, rounds: int) -> None:
