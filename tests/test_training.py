@@ -106,6 +106,8 @@ async def test_a_char_lm_trains_on_a_cpu_within_a_minute_and_is_registered(
 
     (succeeded,) = of_type(events, "JobSucceeded")
     assert succeeded.resource_usage["peak_memory_bytes"] > 0
+    assert succeeded.resource_usage["devices"] == ["cpu"]
+    assert succeeded.resource_usage["gpu"] is None  # no GPU here: nothing to summarise
     model = (await client.get(f"/api/v2/models/{succeeded.model_id}")).json()["data"]
     assert model["name"] == "poet"
     assert model["source_job_id"] == job_id

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from aiplatform import training_queue
 from aiplatform.aggregates import DATASETS, EXPERIMENTS, JOBS, MODELS
 from aiplatform.commands import CommandContext, CommandHandler
@@ -30,6 +32,8 @@ from aiplatform.domain import experiments, jobs, models
 from aiplatform.domain.jobs import Job, LogLine, MetricSeries
 from aiplatform.eventstore.codec import Event, EventMetadata
 from aiplatform.model_registration import register_model
+from aiplatform.monitoring.devices import assign, release
+from aiplatform.monitoring.usage import gpu_usage
 from aiplatform.workers.resources import WorkerResources
 from aiplatform.workers.trainer_process import Exit, TrainerProcess, Usage, launch_plan
 
@@ -101,6 +105,7 @@ class TrainingRun:
         self._last_flush = 0.0
         self._outcome = _Outcome()
         self._started_at = time.monotonic()
+        self._started_wall = time.time()  # GPU samples are stamped with wall-clock time
         self._usage = Usage()
         # The trainer's lines and the watcher's timer both append: one at a time, in order.
         self._appending = asyncio.Lock()
@@ -224,6 +229,9 @@ class TrainingRun:
             )
             if self.job.status != "running":  # cancelled while its inputs were fetched
                 return Exit(returncode=0, stopped_by="cancel", stderr_tail="")
+            # The GPU monitor labels these devices' samples with the job while it runs.
+            assign(plan.devices, self.job.job_id)
+            stack.callback(release, self.job.job_id)
             process = TrainerProcess(
                 spec_path=spec_path,
                 stderr_path=self.work_dir / "trainer.log",
@@ -388,6 +396,7 @@ class TrainingRun:
             self.context,
         )
         usage = self._usage
+        gpu = await gpu_usage(self.resources.cache, self._outcome.devices, self._started_wall)
         await self._decide(
             jobs.SucceedJob(
                 job_id=job.job_id,
@@ -399,6 +408,7 @@ class TrainingRun:
                     "peak_memory_bytes": usage.peak_memory_bytes,
                     "cpu_seconds": round(usage.cpu_seconds, 3),
                     "samples_per_second": self._outcome.samples_per_second,
+                    "gpu": msgspec.to_builtins(gpu) if gpu is not None else None,
                 },
             )
         )
