@@ -18,8 +18,10 @@ from aiplatform.api.context import request_id_middleware
 from aiplatform.api.datasets import datasets_router
 from aiplatform.api.errors import EXCEPTION_HANDLERS
 from aiplatform.api.experiments import experiments_router
+from aiplatform.api.gpu import gpu_router
 from aiplatform.api.guards import permission_guard
 from aiplatform.api.health import health, ready
+from aiplatform.api.inference import inference_router
 from aiplatform.api.jobs import jobs_router
 from aiplatform.api.models import models_router
 from aiplatform.api.monitoring import monitoring_router
@@ -34,7 +36,7 @@ from aiplatform.auth.permissions import PUBLIC
 from aiplatform.auth.rate_limit import LoginRateLimiter
 from aiplatform.auth.standing import Standing
 from aiplatform.auth.tokens import VerifiedTokens
-from aiplatform.cache import Cache, connect, key_prefix
+from aiplatform.cache import Cache, connect, connect_for_waiting, key_prefix
 from aiplatform.commands import CommandHandler
 from aiplatform.config import Settings
 from aiplatform.eventstore.store import EventStore, create_pool
@@ -92,6 +94,7 @@ async def start_services(settings: Settings) -> Services:
         tokens=VerifiedTokens(settings.require_secret_key()),
         broker=broker,
         waker=waker,
+        waiting_redis=connect_for_waiting(settings.require_redis_url()),
     )
     waker.start()
     warmed = await services.projects.warm_cache()
@@ -102,6 +105,7 @@ async def start_services(settings: Settings) -> Services:
 async def stop_services(services: Services) -> None:
     await services.waker.stop()
     await services.cache.close()
+    await services.waiting_redis.aclose()
     services.broker.close()
     await services.pool.close()
 
@@ -128,8 +132,10 @@ def create_app(settings: Settings) -> Litestar:
             audit_router(),
             jobs_router(),
             monitoring_router(),
+            gpu_router(),
             notifications_router(),
             training_router(),
+            inference_router(),
         ],
     )
     return Litestar(
