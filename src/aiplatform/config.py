@@ -42,6 +42,7 @@ class Settings:
     inference_memory_bytes: int = 2 * 1024**3
     # How long the API waits for an inference worker's first answer before it says 503.
     inference_timeout_s: float = 30.0
+    inference_torch_threads: int = 1
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:
         return replace(self, database_url=database_url, redis_url=redis_url)
@@ -108,4 +109,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         accelerate_args=env.get("AIPLATFORM_ACCELERATE_ARGS") or None,
         inference_memory_bytes=_int(env, "AIPLATFORM_INFERENCE_MEMORY_BYTES", 2 * 1024**3),
         inference_timeout_s=_int(env, "AIPLATFORM_INFERENCE_TIMEOUT_S", 30),
+        inference_torch_threads=_int(env, "AIPLATFORM_INFERENCE_TORCH_THREADS", 1),
     )

@@ -27,6 +27,10 @@ def model_cache(resources: WorkerResources) -> ModelCache:
         import torch  # only inference workers pay for it
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        # Requests run side by side on the worker's threads; one intra-op thread each keeps
+        # small models from fighting over the cores (measured: 16 tokens in 15 ms with one
+        # thread, 130 ms with two on a busy two-core machine).
+        torch.set_num_threads(resources.settings.inference_torch_threads)
         _models = ModelCache(
             resources.blobs, resources.settings.inference_memory_bytes, device=device
         )
