@@ -1,1 +1,2 @@
-"""Machine learning: model artifacts (and, later, templates, the trainer and inference)."""
+"""Machine learning without the platform: templates, networks, data loading, the trainer child
+process and model files. Imports torch, except `templates` (the API reads it)."""
