@@ -9,6 +9,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from conftest import login, make_user
+from training_support import text_corpus, upload_dataset
 
 Client = AsyncTestClient[Litestar]
 
@@ -30,9 +31,7 @@ async def test_an_experiment_is_created_read_updated_started_and_listed(
     client: Client, admin_id: str
 ) -> None:
     project_id = await new_project(client)
-    created = await create(
-        client, project_id, base_model="char-gpt", task_type="generation", config={"lr": 0.001}
-    )
+    created = await create(client, project_id, task_type="generation", config={"lr": 0.001})
     assert created.status_code == 201, created.text
     experiment = created.json()["data"]
     assert experiment["status"] == "draft"
@@ -40,17 +39,20 @@ async def test_an_experiment_is_created_read_updated_started_and_listed(
     url = f"/api/v2/experiments/{experiment['id']}"
     assert (await client.get(url)).json()["data"] == experiment
 
+    # Starting trains: the config names the template and the dataset.
+    dataset_id = await upload_dataset(client, project_id, text_corpus(4_000), "corpus.txt")
+    config = {"template": "char-lm", "dataset_id": dataset_id, "hyperparameters": {"epochs": 1}}
     updated = await client.put(
-        url, json={"config": {"lr": 0.01}, "task_type": "lm"}, headers={"If-Match": "1"}
+        url, json={"config": config, "task_type": "lm"}, headers={"If-Match": "1"}
     )
     assert updated.status_code == 200, updated.text
-    assert updated.json()["data"]["config"] == {"lr": 0.01}
+    assert updated.json()["data"]["config"] == config
     stale = await client.put(url, json={"name": "x"}, headers={"If-Match": "1"})
     assert stale.status_code == 409
     assert stale.json()["meta"]["current_version"] == 2
 
     started = await client.post(f"{url}/start")
-    assert started.status_code == 200
+    assert started.status_code == 200, started.text
     assert started.json()["data"]["status"] == "running"
     again = await client.post(f"{url}/start")
     assert again.status_code == 409
@@ -64,13 +66,20 @@ async def test_an_experiment_is_created_read_updated_started_and_listed(
     assert listed.status_code == 200
     [row] = listed.json()["data"]
     assert row["status"] == "running"
-    assert row["config"] == {"lr": 0.01}
+    assert row["config"] == config
     history = (await client.get(f"{url}/history")).json()["data"]
     assert [e["type"] for e in history] == [
         "ExperimentCreated",
         "ExperimentUpdated",
         "ExperimentStarted",
     ]
+
+    # No training worker runs here: the job waits. Cancelling it ends the experiment.
+    job_id = history[-1]["data"]["job_id"]
+    cancelled = await client.post(f"/api/v2/training/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["data"]["status"] == "cancelled"
+    assert (await client.get(url)).json()["data"]["status"] == "cancelled"
 
 
 async def test_who_may_create_and_read_experiments(client: Client, anonymous: Client) -> None:

@@ -16,7 +16,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import FromPath, JSONBody
 
 from aiplatform import training_queue
-from aiplatform.aggregates import JOBS
+from aiplatform.aggregates import EXPERIMENTS, JOBS
 from aiplatform.api.context import command_context
 from aiplatform.api.envelope import Envelope, ok
 from aiplatform.api.guards import ensure_active
@@ -24,7 +24,7 @@ from aiplatform.api.responses import write_response
 from aiplatform.api.services import Services, provide_services
 from aiplatform.auth.permissions import AUTHENTICATED, TRAINING_SUBMIT
 from aiplatform.commands import CommandResult
-from aiplatform.domain import jobs
+from aiplatform.domain import experiments, jobs
 from aiplatform.ml.templates import TEMPLATES, Template
 from aiplatform.training_submission import Submission, SubmissionError, submit_training
 
@@ -193,7 +193,17 @@ async def cancel(
     job = result.state
     assert job is not None
     if job.status == "cancelled":
+        # It never ran: no worker will tell its experiment, so the cancel does.
         await training_queue.release(services.pool, job.job_id)
+        if job.experiment_id is not None and result.position is not None:
+            await services.commands.handle(
+                EXPERIMENTS,
+                job.experiment_id,
+                experiments.FinishExperiment(
+                    experiment_id=job.experiment_id, status="cancelled", metrics={}
+                ),
+                await command_context(request),
+            )
     else:
         await training_queue.request_cancel(services.pool, job.job_id)
     return write_response(result, job_view(job), status_code=202)
