@@ -20,6 +20,7 @@ from aiplatform.cache import Cache
 from aiplatform.eventstore.codec import RecordedEvent
 from aiplatform.eventstore.store import record_from_row
 from aiplatform.projectors.read_models import ReadModel
+from aiplatform.streams.heads import Head, publish_head
 
 _LOCK_CHECKPOINT_SQL = """
 SELECT last_transaction_id::text AS last_transaction_id, last_global_position,
@@ -102,6 +103,13 @@ async def project_batch(
             await before_commit(applied)
     if applied:
         await projector.after_commit(cache, applied)
+    # Live streams read the log up to here: all of it is committed, nothing can appear before.
+    head = Head(
+        checkpoint=projector.read_model.checkpoint,
+        transaction_id=int(last["transaction_id"]),
+        position=last["global_position"],
+    )
+    await publish_head(cache, head)
     return len(rows)
 
 
