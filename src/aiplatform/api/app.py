@@ -29,6 +29,7 @@ from aiplatform.api.notifications import notifications_router
 from aiplatform.api.projects import projects_router
 from aiplatform.api.roles import roles_router
 from aiplatform.api.services import Services
+from aiplatform.api.streams import streams_router
 from aiplatform.api.training import training_router
 from aiplatform.api.users import users_router
 from aiplatform.auth.accounts import Accounts
@@ -40,7 +41,7 @@ from aiplatform.cache import Cache, connect, connect_for_waiting, key_prefix
 from aiplatform.commands import CommandHandler
 from aiplatform.config import Settings
 from aiplatform.eventstore.store import EventStore, create_pool
-from aiplatform.projectors.read_models import install
+from aiplatform.projectors.read_models import install, load_read_model
 from aiplatform.projectors.registry import all_projectors
 from aiplatform.queries.datasets import DatasetQueries
 from aiplatform.queries.experiments import ExperimentQueries
@@ -51,6 +52,7 @@ from aiplatform.queries.projects import ProjectQueries
 from aiplatform.queries.roles import RoleQueries
 from aiplatform.queries.users import UserQueries
 from aiplatform.storage import blob_store_from_settings
+from aiplatform.streams.feed import StreamFeed
 from aiplatform.workers.broker import build_broker
 from aiplatform.workers.waker import ProjectorWaker
 
@@ -95,14 +97,22 @@ async def start_services(settings: Settings) -> Services:
         broker=broker,
         waker=waker,
         waiting_redis=connect_for_waiting(settings.require_redis_url()),
+        streams=StreamFeed(
+            pool,
+            connect_for_waiting(settings.require_redis_url()),
+            cache,
+            load_read_model("notifications"),
+        ),
     )
     waker.start()
+    await services.streams.start()
     warmed = await services.projects.warm_cache()
     log.info("cache warmed with %d active projects", warmed)
     return services
 
 
 async def stop_services(services: Services) -> None:
+    await services.streams.stop()
     await services.waker.stop()
     await services.cache.close()
     await services.waiting_redis.aclose()
@@ -136,6 +146,7 @@ def create_app(settings: Settings) -> Litestar:
             notifications_router(),
             training_router(),
             inference_router(),
+            streams_router(),
         ],
     )
     return Litestar(

@@ -31,6 +31,7 @@ from aiplatform.queries.projects import ProjectQueries
 from aiplatform.queries.roles import RoleQueries
 from aiplatform.queries.users import UserQueries
 from aiplatform.storage import BlobStore
+from aiplatform.streams.feed import StreamFeed
 from aiplatform.workers.waker import ProjectorWaker
 
 
@@ -58,6 +59,8 @@ class Services:
     waker: ProjectorWaker
     # For commands that block on purpose (BLPOP of inference replies, pub/sub).
     waiting_redis: aioredis.Redis
+    # Live streams: this process's one subscription, fanned out to its clients.
+    streams: StreamFeed
 
     async def read_after(
         self,

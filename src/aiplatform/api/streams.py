@@ -1,0 +1,181 @@
+"""/api/v2/streams: live server-sent events of the channels the caller may read.
+
+Every channel is authorised when the stream opens, and the request is refused, naming the
+channel, if the caller may not read one of them: `project:<id>` and `job:<id>` need
+`project:read` in the project, `admin` the admin role; `gpu` and the caller's own
+`notifications` need a login. While this process has no Redis subscription, streams do not open
+(503); an open stream stays open through a Redis outage and gets the log's events from the
+database meanwhile (up to a second late).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from litestar import Request, Router, get
+from litestar.background_tasks import BackgroundTask
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
+from litestar.params import HeaderParameter, QueryParameter
+from litestar.response import Stream
+
+from aiplatform.aggregates import PROJECTS
+from aiplatform.api.errors import RequestError
+from aiplatform.api.guards import Principal, check_project_permission, provide_principal
+from aiplatform.api.owners import owning_project
+from aiplatform.api.services import Services, provide_services
+from aiplatform.auth.permissions import AUTHENTICATED, PROJECT_READ
+from aiplatform.domain.jobs import JobNotFoundError
+from aiplatform.domain.projects import ProjectNotFoundError
+from aiplatform.streams.channels import ADMIN, GPU, NOTIFICATIONS, ChannelError, parse_channels
+from aiplatform.streams.feed import StreamFeed, Subscriber
+from aiplatform.streams.frames import HEARTBEAT, closing, opening
+from aiplatform.streams.heads import Cursor
+from aiplatform.streams.history import cursor_of
+
+RETRY_AFTER_S = 5
+
+
+@get(
+    "/",
+    operation_id="StreamEvents",
+    summary="Live events of projects, jobs, GPUs and the caller's notifications",
+    description="`channels`: a comma-separated list of `project:<id>`, `job:<id>`, `gpu`, "
+    "`notifications` (the caller's own) and `admin` (every event; admins only). Each message's "
+    "`id` is its event's position: reconnect with `Last-Event-ID` (or `?last_event_id=`) to get "
+    "what was missed first, in order. A `: keep-alive` comment comes every 15 s.",
+    media_type="text/event-stream",
+    opt={"permission": AUTHENTICATED},  # and each channel, checked below
+)
+async def stream_events(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    principal: NamedDependency[Principal],
+    channels: Annotated[
+        str | None, QueryParameter(description="comma-separated channels", required=False)
+    ] = None,
+    last_event_id: Annotated[
+        int | None, QueryParameter(ge=0, required=False, description="as Last-Event-ID")
+    ] = None,
+    last_event_id_header: Annotated[
+        str | None, HeaderParameter(name="last-event-id", required=False)
+    ] = None,
+) -> Stream:
+    try:
+        wanted = parse_channels(channels or "")
+    except ChannelError as error:
+        raise RequestError(str(error), field="channels") from None
+    for channel in wanted:
+        await _authorise(services, principal, channel)
+    resume = await _resume_cursor(services, last_event_id_header, last_event_id)
+    feed = services.streams
+    if not feed.subscribed:
+        raise HTTPException(
+            status_code=503,
+            detail="live streams are unavailable: this server cannot reach Redis; retry shortly",
+            extra={"retry_after": RETRY_AFTER_S},
+        )
+    subscriber = feed.subscribe(principal.user_id, wanted)
+
+    async def release() -> None:
+        feed.unsubscribe(subscriber)
+
+    return Stream(
+        _messages(feed, subscriber, resume),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(release),
+    )
+
+
+async def _authorise(services: Services, principal: Principal, channel: str) -> None:
+    if channel in (GPU, NOTIFICATIONS):
+        return
+    if channel == ADMIN:
+        if not principal.is_admin:
+            raise PermissionDeniedException("you cannot read admin: it needs the admin role")
+        return
+    kind, _, identifier = channel.partition(":")
+    refused = (
+        f"you cannot read {channel}: there is no such {kind}, or you are not a member of its "
+        "project"
+    )
+    project_id = identifier
+    if kind == "job":
+        try:
+            project_id = str(await owning_project(services, "job_id", uuid.UUID(identifier)))
+        except JobNotFoundError:
+            raise NotFoundException(refused) from None
+    project = await services.commands.current_state(PROJECTS, project_id)
+    members = None if project is None or project.deleted else project.members
+    try:
+        await check_project_permission(services, principal, members, project_id, PROJECT_READ)
+    except ProjectNotFoundError:
+        raise NotFoundException(refused) from None
+    except PermissionDeniedException as error:
+        raise PermissionDeniedException(f"you cannot read {channel}: {error.detail}") from None
+
+
+async def _resume_cursor(
+    services: Services, header: str | None, parameter: int | None
+) -> Cursor | None:
+    """Where a reconnecting client left off: the cursor of the event it saw last."""
+    if header is not None and not header.strip().isdigit():
+        raise RequestError("Last-Event-ID must be an event position", field="Last-Event-ID")
+    position = int(header) if header is not None else parameter
+    if position is None:
+        return None
+    if position == 0:
+        return (0, 0)
+    cursor = await cursor_of(services.pool, position)
+    if cursor is None:
+        raise RequestError(f"no event has position {position}", field="Last-Event-ID")
+    return cursor
+
+
+async def _messages(
+    feed: StreamFeed, subscriber: Subscriber, resume: Cursor | None
+) -> AsyncIterator[bytes]:
+    """What was missed (on resume), then live messages, each exactly once; a heartbeat when
+    nothing came for a while. Leaving, however it happens, releases the subscription."""
+    try:
+        yield opening()
+        last = resume
+        if resume is not None:
+            async for _, data in feed.replay(subscriber, resume):
+                yield data
+            last = max(resume, subscriber.start)
+        while not subscriber.dropped:
+            items = await subscriber.take(feed.heartbeat_s)
+            if subscriber.dropped:
+                yield closing("too far behind: reconnect with Last-Event-ID")
+                return
+            if not items:
+                yield HEARTBEAT
+                continue
+            chunk = bytearray()
+            for cursor, data in items:
+                if cursor is not None:
+                    if last is not None and cursor <= last:
+                        continue  # already sent from the log
+                    last = cursor
+                chunk += data
+            if chunk:
+                yield bytes(chunk)
+    finally:
+        feed.unsubscribe(subscriber)
+
+
+def streams_router() -> Router:
+    return Router(
+        path="/streams",
+        route_handlers=[stream_events],
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
+        tags=["live"],
+    )

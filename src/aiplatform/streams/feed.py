@@ -1,0 +1,365 @@
+"""One feed per API process: a single Redis subscription fanned out to every client.
+
+The feed subscribes to the projector's heads (`heads.HEADS_CHANNEL`) and to the GPU samples.
+It follows the head of the notifications read model, the last read model the projector
+catches up: up to that head every event is committed and every notification of those events is
+projected, so events and notifications go out in one order, the log's. It reads each new event
+once, finds its channels and puts one frame per event on the queue of every client subscribed
+to one of them. It also reads the head from the database every `poll_s`, so a lost message, or
+Redis being down, only delays messages.
+
+A client's queue is bounded: a client that falls `queue_limit` messages behind is dropped (its
+stream ends, and it resumes with `Last-Event-ID`) rather than growing this process's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from contextlib import suppress
+from typing import Any
+
+import asyncpg
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from aiplatform.cache import Cache
+from aiplatform.projectors.read_models import ReadModel
+from aiplatform.streams.channels import (
+    ADMIN,
+    GPU,
+    NOTIFICATIONS,
+    StreamProjects,
+    event_channels,
+    user_channel,
+)
+from aiplatform.streams.frames import gpu_frame
+from aiplatform.streams.heads import HEADS_CHANNEL, Cursor, decode_head
+from aiplatform.streams.history import (
+    LoggedEvent,
+    ProjectedNotification,
+    checkpoint_cursor,
+    notifications_at,
+    notifications_between,
+    read_events,
+)
+
+log = logging.getLogger(__name__)
+
+Item = tuple[Cursor | None, bytes]  # (the cursor of its event, None for a GPU sample; frames)
+
+HEARTBEAT_S = 15.0
+POLL_S = 1.0
+QUEUE_LIMIT = 512
+BATCH_SIZE = 500
+RESUBSCRIBE_S = 1.0
+FIRST_SUBSCRIPTION_S = 2.0
+
+
+class Subscriber:
+    """One client's channels and queue. `start`: the cursor the feed had reached when it
+    subscribed; everything after it comes live."""
+
+    def __init__(self, user_id: str, channels: list[str], start: Cursor, limit: int):
+        self.user_id = user_id
+        self.channels = channels
+        self.start = start
+        self.limit = limit
+        self.dropped = False
+        self._items: deque[Item] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, item: Item) -> bool:
+        """False when the queue is full."""
+        if len(self._items) >= self.limit:
+            return False
+        self._items.append(item)
+        self._ready.set()
+        return True
+
+    def drop(self) -> None:
+        self.dropped = True
+        self._items.clear()
+        self._ready.set()
+
+    async def take(self, timeout_s: float) -> list[Item]:
+        """Everything queued, waiting up to `timeout_s` for something; [] after the wait."""
+        if not self._items and not self.dropped:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._ready.wait()
+        self._ready.clear()
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+def public_name(channel: str) -> str:
+    return NOTIFICATIONS if channel.startswith(NOTIFICATIONS + ":") else channel
+
+
+class StreamFeed:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        cache: Cache,
+        notifications: ReadModel,
+        *,
+        heartbeat_s: float = HEARTBEAT_S,
+        poll_s: float = POLL_S,
+        queue_limit: int = QUEUE_LIMIT,
+        batch_size: int = BATCH_SIZE,
+    ):
+        self.pool = pool
+        # The feed's own client, without a socket timeout: a subscription waits by design.
+        self.redis = redis
+        self.checkpoint = notifications.checkpoint
+        self.notifications_table = notifications.table("notifications")
+        self.heartbeat_s = heartbeat_s
+        self.poll_s = poll_s
+        self.queue_limit = queue_limit
+        self.batch_size = batch_size
+        self.projects = StreamProjects(pool)
+        self.heads_channel = cache.channel(HEADS_CHANNEL)
+        self.gpu_channel = cache.channel(GPU)
+        # Whether the Redis subscription is up: streams open only while it is.
+        self.subscribed = False
+        self.cursor: Cursor = (0, 0)
+        self._head: Cursor = (0, 0)
+        self._wake = asyncio.Event()
+        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # Lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Starts at the head: what came before is history. Waits briefly for the subscription,
+        so a process is ready when it starts serving (the subscription is retried anyway)."""
+        self.cursor = self._head = await checkpoint_cursor(self.pool, self.checkpoint)
+        subscribing = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(self._listen(subscribing), name="stream-feed-listen"),
+            asyncio.create_task(self._pump(), name="stream-feed-pump"),
+        ]
+        with suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_SUBSCRIPTION_S):
+                await subscribing.wait()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                subscriber.drop()
+        self._subscribers.clear()
+        await self.redis.aclose()
+
+    # Clients ----------------------------------------------------------------------------------
+
+    def subscribe(self, user_id: str, channels: list[str]) -> Subscriber:
+        """`channels` as clients name them; `notifications` is the caller's own."""
+        internal = [user_channel(user_id) if c == NOTIFICATIONS else c for c in channels]
+        subscriber = Subscriber(user_id, internal, self.cursor, self.queue_limit)
+        for channel in internal:
+            self._subscribers.setdefault(channel, set()).add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        for channel in subscriber.channels:
+            subscribers = self._subscribers.get(channel)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self._subscribers[channel]
+
+    @property
+    def subscriber_count(self) -> int:
+        return len({s for subscribers in self._subscribers.values() for s in subscribers})
+
+    def _deliver(self, subscriber: Subscriber, item: Item) -> None:
+        if not subscriber.put(item):
+            log.info("dropped a live stream %d messages behind", subscriber.limit)
+            self.unsubscribe(subscriber)
+            subscriber.drop()
+
+    # Redis ------------------------------------------------------------------------------------
+
+    async def _listen(self, subscribing: asyncio.Event) -> None:
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self.heads_channel, self.gpu_channel)
+                    self.subscribed = True
+                    subscribing.set()
+                    self._wake.set()  # heads published while unsubscribed were missed
+                    async for message in pubsub.listen():
+                        self._on_message(message)
+            except (RedisError, OSError) as error:
+                log.warning("live streams lost their Redis subscription, retrying: %s", error)
+            finally:
+                self.subscribed = False
+            subscribing.set()
+            await asyncio.sleep(RESUBSCRIBE_S)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "message":
+            return
+        channel, data = message["channel"], message["data"]
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        if channel == self.gpu_channel:
+            subscribers = self._subscribers.get(GPU)
+            if subscribers:
+                item: Item = (None, gpu_frame(data))
+                for subscriber in list(subscribers):
+                    self._deliver(subscriber, item)
+            return
+        head = decode_head(data)
+        if head is not None and head.checkpoint == self.checkpoint and head.cursor > self._head:
+            self._head = head.cursor
+            self._wake.set()
+
+    # The log ----------------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        while True:
+            try:
+                try:
+                    async with asyncio.timeout(self.poll_s):
+                        await self._wake.wait()
+                except TimeoutError:
+                    self._head = max(
+                        self._head, await checkpoint_cursor(self.pool, self.checkpoint)
+                    )
+                self._wake.clear()
+                while self.cursor < self._head:
+                    await self._advance()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the feed must outlive a failed read: it retries at the next wake
+                log.exception("live streams could not read the log")
+                await asyncio.sleep(self.poll_s)
+
+    def _reads_events(self) -> bool:
+        return any(channel != GPU for channel in self._subscribers)
+
+    async def _advance(self) -> None:
+        up_to = self._head
+        if not self._reads_events():
+            self.cursor = up_to
+            return
+        events = await read_events(self.pool, self.cursor, up_to, self.batch_size)
+        await self._learn_projects(events)
+        notifications = await self._notifications_of(events)
+        self._dispatch(events, notifications)
+        self.cursor = events[-1].cursor if len(events) == self.batch_size else up_to
+
+    async def _learn_projects(self, events: list[LoggedEvent]) -> None:
+        for event in events:
+            self.projects.learn(event.stream_id, event.event)
+        await self.projects.look_up(
+            e.stream_id for e in events if self.projects.get(e.stream_id) is None
+        )
+
+    async def _notifications_of(self, events: list[LoggedEvent]) -> list[ProjectedNotification]:
+        """The notifications of the batch's events for every user subscribed when the batch is
+        dispatched (one may subscribe while this reads)."""
+        found: list[ProjectedNotification] = []
+        asked: set[str] = set()
+        positions = [event.cursor[1] for event in events]
+        while positions:
+            users = self._notified_users() - asked
+            if not users:
+                break
+            found += await notifications_at(
+                self.pool, self.notifications_table, positions, sorted(users)
+            )
+            asked |= users
+        return found
+
+    def _notified_users(self) -> set[str]:
+        prefix = NOTIFICATIONS + ":"
+        return {c[len(prefix) :] for c in self._subscribers if c.startswith(prefix)}
+
+    def _dispatch(
+        self, events: list[LoggedEvent], notifications: list[ProjectedNotification]
+    ) -> None:
+        """Synchronous, so that a client subscribes either before a batch or after it."""
+        notes: dict[int, list[ProjectedNotification]] = {}
+        for note in notifications:
+            notes.setdefault(note.cursor[1], []).append(note)
+        for event in events:
+            frames: dict[Subscriber, bytes] = {}
+            channels = event_channels(event.stream_id, self.projects.get(event.stream_id))
+            for channel in channels:
+                subscribers = self._subscribers.get(channel)
+                if subscribers:
+                    data = event.frame(public_name(channel))
+                    for subscriber in subscribers:
+                        frames.setdefault(subscriber, data)
+            # A notification goes in the same write as its event's frame: one position, one
+            # message boundary a client can resume from.
+            for note in notes.get(event.cursor[1], ()):
+                for subscriber in self._subscribers.get(user_channel(note.user_id), ()):
+                    frames[subscriber] = frames.get(subscriber, b"") + note.frame
+            for subscriber, data in frames.items():
+                self._deliver(subscriber, (event.cursor, data))
+
+    # Resuming ---------------------------------------------------------------------------------
+
+    async def replay(self, subscriber: Subscriber, after: Cursor) -> AsyncIterator[Item]:
+        """The subscriber's messages after `after` up to where its live messages begin, from
+        the log and the notifications read model."""
+        up_to = subscriber.start
+        if after >= up_to:
+            return
+        wanted = set(subscriber.channels)
+        notes: deque[ProjectedNotification] = deque()
+        own = user_channel(subscriber.user_id)
+        if own in wanted:
+            notes.extend(
+                await notifications_between(
+                    self.pool, self.notifications_table, subscriber.user_id, after, up_to
+                )
+            )
+        streams = _stream_filter(subscriber.channels)
+        cursor = after
+        while True:
+            events = await read_events(self.pool, cursor, up_to, self.batch_size, streams)
+            await self._learn_projects(events)
+            for event in events:
+                while notes and notes[0].cursor < event.cursor:
+                    note = notes.popleft()
+                    yield note.cursor, note.frame
+                channels = event_channels(event.stream_id, self.projects.get(event.stream_id))
+                matched = next((c for c in channels if c in wanted), None)
+                data = event.frame(public_name(matched)) if matched is not None else b""
+                while notes and notes[0].cursor == event.cursor:
+                    data += notes.popleft().frame
+                if data:
+                    yield event.cursor, data
+            if len(events) < self.batch_size:
+                break
+            cursor = events[-1].cursor
+        for note in notes:
+            yield note.cursor, note.frame
+
+
+def _stream_filter(channels: Iterable[str]) -> list[str] | None:
+    """The streams that hold every event of these channels, when a few do; None when the
+    channels need the whole log (a project's streams, or all of them)."""
+    streams: list[str] = []
+    for channel in channels:
+        if channel == ADMIN or channel.startswith("project:"):
+            return None
+        if channel.startswith("job:"):
+            streams.append("job-" + channel.removeprefix("job:"))
+        elif channel.startswith(NOTIFICATIONS + ":"):
+            streams.append("inbox-" + channel.removeprefix(NOTIFICATIONS + ":"))
+    return streams
