@@ -375,8 +375,11 @@ async def test_a_viewer_of_one_project_is_refused_the_job_of_another_and_told_wh
     # What the viewer may read opens (nothing of project B's job comes through it).
     async with stream(live, viewer, f"project:{project_a},gpu,notifications") as opened:
         await start(commands, job_b)
+        received = []
         with pytest.raises(TimeoutError):
-            await opened.next(timeout_s=1.0)
+            while True:
+                received.append(await opened.next(timeout_s=1.0))
+    assert not [m for m in received if job_b in json.dumps(m.data)]
 
 
 async def test_heartbeats_keep_an_idle_stream_alive(live: Live, client: Client) -> None:

@@ -1,12 +1,18 @@
 """One feed per API process: a single Redis subscription fanned out to every client.
 
 The feed subscribes to the projector's heads (`heads.HEADS_CHANNEL`) and to the GPU samples.
-It follows the head of the notifications read model, the last read model the projector
-catches up: up to that head every event is committed and every notification of those events is
-projected, so events and notifications go out in one order, the log's. It reads each new event
-once, finds its channels and puts one frame per event on the queue of every client subscribed
-to one of them. It also reads the head from the database every `poll_s`, so a lost message, or
-Redis being down, only delays messages.
+A head says how far a read model has read the log: up to it, every event is committed and none
+can still appear. The feed reads each new event once per lane, finds its channels and puts one
+frame per event on the queue of every client of the lane subscribed to one of them. Two lanes:
+
+- clients without `notifications` follow the furthest head of any read model: the first read
+  model the projector catches up is enough, so they do not wait for the others;
+- clients with `notifications` follow the head of the notifications read model, so that the
+  notifications of an event are projected when the event goes out, and events and
+  notifications reach them in one order, the log's.
+
+Each lane also reads the notifications read model's checkpoint every `poll_s`, so a lost
+message, or Redis being down, only delays messages.
 
 A client's queue is bounded: a client that falls `queue_limit` messages behind is dropped (its
 stream ends, and it resumes with `Last-Event-ID`) rather than growing this process's memory.
@@ -36,7 +42,7 @@ from aiplatform.streams.channels import (
     user_channel,
 )
 from aiplatform.streams.frames import gpu_frame
-from aiplatform.streams.heads import HEADS_CHANNEL, Cursor, decode_head
+from aiplatform.streams.heads import HEADS_CHANNEL, Cursor, Head, decode_head
 from aiplatform.streams.history import (
     LoggedEvent,
     ProjectedNotification,
@@ -62,8 +68,9 @@ class Subscriber:
     """One client's channels and queue. `start`: the cursor the feed had reached when it
     subscribed; everything after it comes live."""
 
-    def __init__(self, user_id: str, channels: list[str], start: Cursor, limit: int):
+    def __init__(self, user_id: str, channels: list[str], start: Cursor, limit: int, lane: Lane):
         self.user_id = user_id
+        self.lane = lane
         self.channels = channels
         self.start = start
         self.limit = limit
@@ -100,6 +107,119 @@ def public_name(channel: str) -> str:
     return NOTIFICATIONS if channel.startswith(NOTIFICATIONS + ":") else channel
 
 
+class Lane:
+    """Clients that follow the same heads, and how far the feed has read the log for them."""
+
+    def __init__(self, feed: StreamFeed, follows: str | None):
+        self.feed = feed
+        self.follows = follows  # a read model's checkpoint; None: any read model's
+        self.cursor: Cursor = (0, 0)
+        self.head: Cursor = (0, 0)
+        self.subscribers: dict[str, set[Subscriber]] = {}
+        self._wake = asyncio.Event()
+
+    def offer(self, head: Head) -> None:
+        if (self.follows is None or head.checkpoint == self.follows) and head.cursor > self.head:
+            self.head = head.cursor
+            self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def add(self, subscriber: Subscriber) -> None:
+        for channel in subscriber.channels:
+            self.subscribers.setdefault(channel, set()).add(subscriber)
+
+    def remove(self, subscriber: Subscriber) -> None:
+        for channel in subscriber.channels:
+            subscribers = self.subscribers.get(channel)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self.subscribers[channel]
+
+    def deliver(self, subscriber: Subscriber, item: Item) -> None:
+        if not subscriber.put(item):
+            log.info("dropped a live stream %d messages behind", subscriber.limit)
+            self.remove(subscriber)
+            subscriber.drop()
+
+    async def pump(self) -> None:
+        feed = self.feed
+        while True:
+            try:
+                try:
+                    async with asyncio.timeout(feed.poll_s):
+                        await self._wake.wait()
+                except TimeoutError:
+                    polled = await checkpoint_cursor(feed.pool, feed.checkpoint)
+                    self.head = max(self.head, polled)
+                self._wake.clear()
+                while self.cursor < self.head:
+                    await self._advance()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the feed must outlive a failed read: it retries at the next wake
+                log.exception("live streams could not read the log")
+                await asyncio.sleep(feed.poll_s)
+
+    async def _advance(self) -> None:
+        feed = self.feed
+        up_to = self.head
+        if not any(channel != GPU for channel in self.subscribers):
+            self.cursor = up_to
+            return
+        events = await read_events(feed.pool, self.cursor, up_to, feed.batch_size)
+        await feed.learn_projects(events)
+        notifications = await self._notifications_of(events)
+        self._dispatch(events, notifications)
+        self.cursor = events[-1].cursor if len(events) == feed.batch_size else up_to
+
+    async def _notifications_of(self, events: list[LoggedEvent]) -> list[ProjectedNotification]:
+        """The notifications of the batch's events for every user subscribed when the batch is
+        dispatched (one may subscribe while this reads)."""
+        found: list[ProjectedNotification] = []
+        asked: set[str] = set()
+        positions = [event.cursor[1] for event in events]
+        while positions:
+            users = self._notified_users() - asked
+            if not users:
+                break
+            found += await notifications_at(
+                self.feed.pool, self.feed.notifications_table, positions, sorted(users)
+            )
+            asked |= users
+        return found
+
+    def _notified_users(self) -> set[str]:
+        prefix = NOTIFICATIONS + ":"
+        return {c[len(prefix) :] for c in self.subscribers if c.startswith(prefix)}
+
+    def _dispatch(
+        self, events: list[LoggedEvent], notifications: list[ProjectedNotification]
+    ) -> None:
+        """Synchronous, so that a client subscribes either before a batch or after it."""
+        notes: dict[int, list[ProjectedNotification]] = {}
+        for note in notifications:
+            notes.setdefault(note.cursor[1], []).append(note)
+        projects = self.feed.projects
+        for event in events:
+            frames: dict[Subscriber, bytes] = {}
+            for channel in event_channels(event.stream_id, projects.get(event.stream_id)):
+                subscribers = self.subscribers.get(channel)
+                if subscribers:
+                    data = event.frame(public_name(channel))
+                    for subscriber in subscribers:
+                        frames.setdefault(subscriber, data)
+            # A notification goes in the same write as its event's frame: one position, one
+            # message boundary a client can resume from.
+            for note in notes.get(event.cursor[1], ()):
+                for subscriber in self.subscribers.get(user_channel(note.user_id), ()):
+                    frames[subscriber] = frames.get(subscriber, b"") + note.frame
+            for subscriber, data in frames.items():
+                self.deliver(subscriber, (event.cursor, data))
+
+
 class StreamFeed:
     def __init__(
         self,
@@ -127,10 +247,9 @@ class StreamFeed:
         self.gpu_channel = cache.channel(GPU)
         # Whether the Redis subscription is up: streams open only while it is.
         self.subscribed = False
-        self.cursor: Cursor = (0, 0)
-        self._head: Cursor = (0, 0)
-        self._wake = asyncio.Event()
-        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._fast = Lane(self, follows=None)
+        self._notified = Lane(self, follows=self.checkpoint)
+        self._lanes = (self._fast, self._notified)
         self._tasks: list[asyncio.Task[None]] = []
 
     # Lifecycle --------------------------------------------------------------------------------
@@ -138,11 +257,13 @@ class StreamFeed:
     async def start(self) -> None:
         """Starts at the head: what came before is history. Waits briefly for the subscription,
         so a process is ready when it starts serving (the subscription is retried anyway)."""
-        self.cursor = self._head = await checkpoint_cursor(self.pool, self.checkpoint)
+        head = await checkpoint_cursor(self.pool, self.checkpoint)
+        for lane in self._lanes:
+            lane.cursor = lane.head = head
         subscribing = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._listen(subscribing), name="stream-feed-listen"),
-            asyncio.create_task(self._pump(), name="stream-feed-pump"),
+            *(asyncio.create_task(lane.pump(), name="stream-feed-lane") for lane in self._lanes),
         ]
         with suppress(TimeoutError):
             async with asyncio.timeout(FIRST_SUBSCRIPTION_S):
@@ -154,39 +275,37 @@ class StreamFeed:
         for task in self._tasks:
             with suppress(asyncio.CancelledError):
                 await task
-        for subscribers in self._subscribers.values():
-            for subscriber in subscribers:
-                subscriber.drop()
-        self._subscribers.clear()
+        for lane in self._lanes:
+            for subscribers in lane.subscribers.values():
+                for subscriber in subscribers:
+                    subscriber.drop()
+            lane.subscribers.clear()
         await self.redis.aclose()
 
     # Clients ----------------------------------------------------------------------------------
 
     def subscribe(self, user_id: str, channels: list[str]) -> Subscriber:
         """`channels` as clients name them; `notifications` is the caller's own."""
+        lane = self._notified if NOTIFICATIONS in channels else self._fast
         internal = [user_channel(user_id) if c == NOTIFICATIONS else c for c in channels]
-        subscriber = Subscriber(user_id, internal, self.cursor, self.queue_limit)
-        for channel in internal:
-            self._subscribers.setdefault(channel, set()).add(subscriber)
+        subscriber = Subscriber(user_id, internal, lane.cursor, self.queue_limit, lane)
+        lane.add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        for channel in subscriber.channels:
-            subscribers = self._subscribers.get(channel)
-            if subscribers is not None:
-                subscribers.discard(subscriber)
-                if not subscribers:
-                    del self._subscribers[channel]
+        subscriber.lane.remove(subscriber)
 
     @property
     def subscriber_count(self) -> int:
-        return len({s for subscribers in self._subscribers.values() for s in subscribers})
+        return sum(
+            len({s for subscribers in lane.subscribers.values() for s in subscribers})
+            for lane in self._lanes
+        )
 
-    def _deliver(self, subscriber: Subscriber, item: Item) -> None:
-        if not subscriber.put(item):
-            log.info("dropped a live stream %d messages behind", subscriber.limit)
-            self.unsubscribe(subscriber)
-            subscriber.drop()
+    @property
+    def cursor(self) -> Cursor:
+        """How far every lane has read the log."""
+        return min(lane.cursor for lane in self._lanes)
 
     # Redis ------------------------------------------------------------------------------------
 
@@ -197,7 +316,8 @@ class StreamFeed:
                     await pubsub.subscribe(self.heads_channel, self.gpu_channel)
                     self.subscribed = True
                     subscribing.set()
-                    self._wake.set()  # heads published while unsubscribed were missed
+                    for lane in self._lanes:  # heads published while unsubscribed were missed
+                        lane.wake()
                     async for message in pubsub.listen():
                         self._on_message(message)
             except (RedisError, OSError) as error:
@@ -214,102 +334,24 @@ class StreamFeed:
         if isinstance(channel, bytes):
             channel = channel.decode()
         if channel == self.gpu_channel:
-            subscribers = self._subscribers.get(GPU)
-            if subscribers:
-                item: Item = (None, gpu_frame(data))
-                for subscriber in list(subscribers):
-                    self._deliver(subscriber, item)
+            item: Item = (None, gpu_frame(data))
+            for lane in self._lanes:
+                for subscriber in list(lane.subscribers.get(GPU, ())):
+                    lane.deliver(subscriber, item)
             return
         head = decode_head(data)
-        if head is not None and head.checkpoint == self.checkpoint and head.cursor > self._head:
-            self._head = head.cursor
-            self._wake.set()
+        if head is not None:
+            for lane in self._lanes:
+                lane.offer(head)
 
     # The log ----------------------------------------------------------------------------------
 
-    async def _pump(self) -> None:
-        while True:
-            try:
-                try:
-                    async with asyncio.timeout(self.poll_s):
-                        await self._wake.wait()
-                except TimeoutError:
-                    self._head = max(
-                        self._head, await checkpoint_cursor(self.pool, self.checkpoint)
-                    )
-                self._wake.clear()
-                while self.cursor < self._head:
-                    await self._advance()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the feed must outlive a failed read: it retries at the next wake
-                log.exception("live streams could not read the log")
-                await asyncio.sleep(self.poll_s)
-
-    def _reads_events(self) -> bool:
-        return any(channel != GPU for channel in self._subscribers)
-
-    async def _advance(self) -> None:
-        up_to = self._head
-        if not self._reads_events():
-            self.cursor = up_to
-            return
-        events = await read_events(self.pool, self.cursor, up_to, self.batch_size)
-        await self._learn_projects(events)
-        notifications = await self._notifications_of(events)
-        self._dispatch(events, notifications)
-        self.cursor = events[-1].cursor if len(events) == self.batch_size else up_to
-
-    async def _learn_projects(self, events: list[LoggedEvent]) -> None:
+    async def learn_projects(self, events: list[LoggedEvent]) -> None:
         for event in events:
             self.projects.learn(event.stream_id, event.event)
         await self.projects.look_up(
             e.stream_id for e in events if self.projects.get(e.stream_id) is None
         )
-
-    async def _notifications_of(self, events: list[LoggedEvent]) -> list[ProjectedNotification]:
-        """The notifications of the batch's events for every user subscribed when the batch is
-        dispatched (one may subscribe while this reads)."""
-        found: list[ProjectedNotification] = []
-        asked: set[str] = set()
-        positions = [event.cursor[1] for event in events]
-        while positions:
-            users = self._notified_users() - asked
-            if not users:
-                break
-            found += await notifications_at(
-                self.pool, self.notifications_table, positions, sorted(users)
-            )
-            asked |= users
-        return found
-
-    def _notified_users(self) -> set[str]:
-        prefix = NOTIFICATIONS + ":"
-        return {c[len(prefix) :] for c in self._subscribers if c.startswith(prefix)}
-
-    def _dispatch(
-        self, events: list[LoggedEvent], notifications: list[ProjectedNotification]
-    ) -> None:
-        """Synchronous, so that a client subscribes either before a batch or after it."""
-        notes: dict[int, list[ProjectedNotification]] = {}
-        for note in notifications:
-            notes.setdefault(note.cursor[1], []).append(note)
-        for event in events:
-            frames: dict[Subscriber, bytes] = {}
-            channels = event_channels(event.stream_id, self.projects.get(event.stream_id))
-            for channel in channels:
-                subscribers = self._subscribers.get(channel)
-                if subscribers:
-                    data = event.frame(public_name(channel))
-                    for subscriber in subscribers:
-                        frames.setdefault(subscriber, data)
-            # A notification goes in the same write as its event's frame: one position, one
-            # message boundary a client can resume from.
-            for note in notes.get(event.cursor[1], ()):
-                for subscriber in self._subscribers.get(user_channel(note.user_id), ()):
-                    frames[subscriber] = frames.get(subscriber, b"") + note.frame
-            for subscriber, data in frames.items():
-                self._deliver(subscriber, (event.cursor, data))
 
     # Resuming ---------------------------------------------------------------------------------
 
@@ -332,7 +374,7 @@ class StreamFeed:
         cursor = after
         while True:
             events = await read_events(self.pool, cursor, up_to, self.batch_size, streams)
-            await self._learn_projects(events)
+            await self.learn_projects(events)
             for event in events:
                 while notes and notes[0].cursor < event.cursor:
                     note = notes.popleft()
