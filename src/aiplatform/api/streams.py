@@ -32,7 +32,7 @@ from aiplatform.domain.jobs import JobNotFoundError
 from aiplatform.domain.projects import ProjectNotFoundError
 from aiplatform.streams.channels import ADMIN, GPU, NOTIFICATIONS, ChannelError, parse_channels
 from aiplatform.streams.feed import StreamFeed, Subscriber
-from aiplatform.streams.frames import HEARTBEAT, closing, opening
+from aiplatform.streams.frames import closing, opening
 from aiplatform.streams.heads import Cursor
 from aiplatform.streams.history import cursor_of
 
@@ -139,8 +139,8 @@ async def _resume_cursor(
 async def _messages(
     feed: StreamFeed, subscriber: Subscriber, resume: Cursor | None
 ) -> AsyncIterator[bytes]:
-    """What was missed (on resume), then live messages, each exactly once; a heartbeat when
-    nothing came for a while. Leaving, however it happens, releases the subscription."""
+    """What was missed (on resume), then live messages (and the feed's heartbeats), each
+    exactly once. Leaving, however it happens, releases the subscription."""
     try:
         yield opening()
         last = resume
@@ -148,14 +148,11 @@ async def _messages(
             async for _, data in feed.replay(subscriber, resume):
                 yield data
             last = max(resume, subscriber.start)
-        while not subscriber.dropped:
-            items = await subscriber.take(feed.heartbeat_s)
+        while True:
+            items = await subscriber.take()
             if subscriber.dropped:
                 yield closing("too far behind: reconnect with Last-Event-ID")
                 return
-            if not items:
-                yield HEARTBEAT
-                continue
             chunk = bytearray()
             for cursor, data in items:
                 if cursor is not None:
