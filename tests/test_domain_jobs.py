@@ -109,3 +109,11 @@ def test_cancelling_a_waiting_job_cancels_it_and_a_running_one_asks_its_worker()
     assert done.status == "cancelled"
     with pytest.raises(InvalidStateError, match="cancelled"):
         jobs.decide(done, jobs.CancelJob(job_id=JOB_ID))
+
+
+def test_reported_metrics_keep_only_finite_numbers() -> None:
+    from aiplatform.workers.training import finite_numbers
+
+    reported = {"loss": 1.5, "val_perplexity": float("inf"), "lr": float("nan"), "ok": True}
+    assert finite_numbers(reported) == {"loss": 1.5}
+    assert finite_numbers(["not", "an", "object"]) == {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -188,7 +189,7 @@ class TrainingRun:
         status = {"succeeded": "completed", "failed": "failed", "cancelled": "cancelled"}
         metrics = {}
         if self._outcome.completed is not None:
-            metrics = _numbers(self._outcome.completed.get("metrics", {}))
+            metrics = finite_numbers(self._outcome.completed.get("metrics", {}))
         await self.handler.handle(
             EXPERIMENTS,
             job.experiment_id,
@@ -316,7 +317,7 @@ class TrainingRun:
             )
         elif kind == "metrics":
             step = int(message["step"])
-            for name, value in _numbers(message.get("values", {})).items():
+            for name, value in finite_numbers(message.get("values", {})).items():
                 steps, values = self._batch.series.setdefault(name, ([], []))
                 steps.append(step)
                 values.append(value)
@@ -362,7 +363,7 @@ class TrainingRun:
         if await training_queue.cancel_requested(self.resources.pool, job.job_id):
             await self._decide(jobs.ConfirmCancelled(job_id=job.job_id))
             return
-        metrics = _numbers(completed.get("metrics", {}))
+        metrics = finite_numbers(completed.get("metrics", {}))
         model_id = trained_model_id(job.job_id)
         artifact = Path(str(completed["artifact_path"]))
         key = f"models/{model_id}/artifact"
@@ -449,13 +450,15 @@ def _line(level: str, message: str) -> LogLine:
     return LogLine(time=time.time(), level=level, message=message)
 
 
-def _numbers(values: Any) -> dict[str, float]:
+def finite_numbers(values: Any) -> dict[str, float]:
+    """The finite numbers of a reported metrics object: JSON has no NaN or infinity, so an
+    event carrying one could not be read back."""
     if not isinstance(values, dict):
         return {}
     return {
         str(name): float(value)
         for name, value in values.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     }
 
 
