@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -93,9 +95,26 @@ def projector_worker(settings: Settings) -> Iterator[None]:
         broker, queues={"projector", "data"}, worker_threads=2, worker_timeout=20
     )
     worker.start()
+    # The scheduler's projector tick, as in production: a catch-up pass stops at the oldest
+    # transaction still open, and what committed behind it is projected on the next wake-up.
+    stop = threading.Event()
+    ticking = threading.Thread(target=_tick_projector, args=(broker, stop), daemon=True)
+    ticking.start()
     yield
+    stop.set()
+    ticking.join(timeout=5)
     worker.stop(timeout=10_000)
     broker.close()
+
+
+def _tick_projector(broker: Any, stop: threading.Event) -> None:
+    from aiplatform.workers.broker import projector_wake_up
+
+    while not stop.wait(1.0):
+        try:
+            broker.enqueue(projector_wake_up(max_age_ms=2_000))
+        except Exception:  # Redis away for a moment: the next tick tries again
+            continue
 
 
 ADMIN_PASSWORD = "admin-password-1"

@@ -39,7 +39,7 @@ async def report_quality(
     report already is left alone. Returns whether a report was recorded."""
     handler = CommandHandler(store)
     dataset = await handler.current_state(DATASETS, dataset_id)
-    if dataset is None or version not in dataset.versions:
+    if dataset is None or dataset.deleted or version not in dataset.versions:
         log.warning("no dataset %s version %s to report on", dataset_id, version)
         return False
     committed = dataset.versions[version]
