@@ -305,6 +305,13 @@ async def test_a_job_whose_token_was_lost_is_dispatched_by_the_maintenance_sweep
     from aiplatform.workers.maintenance import dispatch_training
 
     project_id, dataset_id = corpus
+    # Tokens left over from other tests (a cancelled job's) would run the job below too: let
+    # the worker use them up (they claim nothing), so only the sweep's token can start it.
+    broker = dramatiq.get_broker()
+    for _ in range(100):
+        if broker.do_qsize("training") == 0:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.1)
     # Submitted while Redis was unreachable: the job and its queue row committed, no token.
     job_id = str(uuid.uuid4())
     command = SubmitJob(
@@ -343,13 +350,6 @@ async def test_a_job_whose_token_was_lost_is_dispatched_by_the_maintenance_sweep
         "UPDATE training_queue SET queued_at = now() - interval '1 minute' WHERE job_id = $1",
         uuid.UUID(job_id),
     )
-    # Tokens left over from other tests (a cancelled job's) would run it too: let the worker
-    # use them up (they claim nothing), so that only the sweep's token can start this job.
-    broker = dramatiq.get_broker()
-    for _ in range(100):
-        if broker.do_qsize("training") == 0:  # type: ignore[attr-defined]
-            break
-        await asyncio.sleep(0.1)
     assert await dispatch_training(resources) == 1
     job, _ = await wait_for_job(pool, job_id, finished)
     assert job.status == "succeeded", job.error
