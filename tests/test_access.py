@@ -247,3 +247,35 @@ async def test_owners_audit_the_experiments_of_their_projects(
         headers=owner,
     )
     assert [e["resource_id"] for e in audit.json()["data"]] == [experiment.json()["data"]["id"]]
+
+
+async def test_owners_audit_the_training_jobs_of_their_projects(
+    client: Client, anonymous: Client
+) -> None:
+    from training_support import text_corpus, upload_dataset
+
+    _, owner_name, owner_password = await make_user(client)
+    owner = await login(anonymous, owner_name, owner_password)
+    project = (await project_of(anonymous, owner))["data"]
+    dataset_id = await upload_dataset(client, project["id"], text_corpus(2_000), "c.txt")
+    job = await anonymous.post(
+        "/api/v2/training/submit",
+        json={"project_id": project["id"], "template": "char-lm", "dataset_id": dataset_id},
+        headers=owner,
+    )
+    assert job.status_code == 201, job.text
+    submitted = job.json()
+    # No training worker runs here: the job waits until it is cancelled.
+    cancelled = await anonymous.post(
+        f"/api/v2/training/jobs/{submitted['data']['id']}/cancel", headers=owner
+    )
+    assert cancelled.status_code == 202
+    audit = await anonymous.get(
+        "/api/v2/audit",
+        params={"resource_type": "job", "after": cancelled.json()["meta"]["position"]},
+        headers=owner,
+    )
+    assert audit.status_code == 200, audit.text
+    entries = audit.json()["data"]
+    assert {e["resource_id"] for e in entries} == {submitted["data"]["id"]}
+    assert {e["type"] for e in entries} == {"JobSubmitted", "JobCancelled"}

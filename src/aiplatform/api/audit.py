@@ -21,7 +21,7 @@ from aiplatform.api.services import Services, provide_services
 from aiplatform.auth.permissions import AUDIT_READ, AUTHENTICATED
 from aiplatform.eventstore.store import record_from_row
 
-RESOURCE_TYPES = ("project", "user", "role", "experiment", "dataset", "model")
+RESOURCE_TYPES = ("project", "user", "role", "experiment", "dataset", "model", "job", "inbox")
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,7 +41,7 @@ class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 async def _readable_streams(services: Services, principal: Principal) -> list[str] | None:
     """None: every stream (admins). Otherwise the streams of the projects the caller may
-    audit, and of the experiments, datasets and models in them."""
+    audit, and of the experiments, datasets, models and training jobs in them."""
     if principal.is_admin:
         return None
     members = services.projects.read_model.table("project_members")
@@ -57,9 +57,11 @@ async def _readable_streams(services: Services, principal: Principal) -> list[st
         return []
     experiments = services.experiments.read_model.table("experiments")
     datasets = services.datasets.read_model.table("datasets")
+    jobs = services.jobs.read_model.table("jobs")
     owned = await services.pool.fetch(
         f"SELECT 'experiment-' || id AS stream FROM {experiments} WHERE project_id = ANY($1) "
         f"UNION ALL SELECT 'dataset-' || id FROM {datasets} WHERE project_id = ANY($1) "
+        f"UNION ALL SELECT 'job-' || id FROM {jobs} WHERE project_id = ANY($1) "
         "UNION ALL SELECT DISTINCT 'model-' || project_id || '-' || name FROM model_index "
         "WHERE project_id = ANY($1)",
         projects,
