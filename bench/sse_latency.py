@@ -356,6 +356,9 @@ def report_figures(
             f" ms  max {max(measured.latencies_ms):7.1f} ms  missing {measured.missing}"
         )
         print(
+            f"         median of the rounds' p99 {statistics.median(measured.round_p99_ms):6.1f} ms"
+        )
+        print(
             f"         first arrival (median of rounds) {statistics.median(measured.first_ms):6.1f}"
             f" ms, then all within {statistics.median(measured.spread_ms):6.1f} ms"
         )

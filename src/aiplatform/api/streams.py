@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Request, Router, get
+from litestar import Router, get
 from litestar.background_tasks import BackgroundTask
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.params import HeaderParameter, QueryParameter
@@ -51,7 +50,6 @@ RETRY_AFTER_S = 5
     opt={"permission": AUTHENTICATED},  # and each channel, checked below
 )
 async def stream_events(
-    request: Request[Any, Any, State],
     services: NamedDependency[Services],
     principal: NamedDependency[Principal],
     channels: Annotated[
@@ -78,16 +76,13 @@ async def stream_events(
             detail="live streams are unavailable: this server cannot reach Redis; retry shortly",
             extra={"retry_after": RETRY_AFTER_S},
         )
-    subscriber = feed.subscribe(principal.user_id, wanted)
-
-    async def release() -> None:
-        feed.unsubscribe(subscriber)
-
+    live = LiveStream(feed, principal.user_id, wanted, resume)
     return Stream(
-        _messages(feed, subscriber, resume),
+        live.messages(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        background=BackgroundTask(release),
+        # Also after a disconnect that cancelled the response while a message was being sent.
+        background=BackgroundTask(live.close),
     )
 
 
@@ -136,34 +131,49 @@ async def _resume_cursor(
     return cursor
 
 
-async def _messages(
-    feed: StreamFeed, subscriber: Subscriber, resume: Cursor | None
-) -> AsyncIterator[bytes]:
-    """What was missed (on resume), then live messages (and the feed's heartbeats), each
-    exactly once. Leaving, however it happens, releases the subscription."""
-    try:
-        yield opening()
-        last = resume
-        if resume is not None:
-            async for _, data in feed.replay(subscriber, resume):
-                yield data
-            last = max(resume, subscriber.start)
-        while True:
-            items = await subscriber.take()
-            if subscriber.dropped:
-                yield closing("too far behind: reconnect with Last-Event-ID")
-                return
-            chunk = bytearray()
-            for cursor, data in items:
-                if cursor is not None:
-                    if last is not None and cursor <= last:
-                        continue  # already sent from the log
-                    last = cursor
-                chunk += data
-            if chunk:
-                yield bytes(chunk)
-    finally:
-        feed.unsubscribe(subscriber)
+class LiveStream:
+    """One client's stream. It subscribes when the response starts, so a request that never
+    gets that far holds nothing."""
+
+    def __init__(self, feed: StreamFeed, user_id: str, channels: list[str], resume: Cursor | None):
+        self.feed = feed
+        self.user_id = user_id
+        self.channels = channels
+        self.resume = resume
+        self.subscriber: Subscriber | None = None
+
+    async def messages(self) -> AsyncIterator[bytes]:
+        """What was missed (on resume), then live messages (and the feed's heartbeats), each
+        exactly once. Leaving, however it happens, releases the subscription."""
+        feed = self.feed
+        subscriber = self.subscriber = feed.subscribe(self.user_id, self.channels)
+        try:
+            yield opening()
+            last = self.resume
+            if self.resume is not None:
+                async for _, data in feed.replay(subscriber, self.resume):
+                    yield data
+                last = max(self.resume, subscriber.start)
+            while True:
+                items = await subscriber.take()
+                if subscriber.dropped:
+                    yield closing("too far behind: reconnect with Last-Event-ID")
+                    return
+                chunk = bytearray()
+                for cursor, data in items:
+                    if cursor is not None:
+                        if last is not None and cursor <= last:
+                            continue  # already sent from the log
+                        last = cursor
+                    chunk += data
+                if chunk:
+                    yield bytes(chunk)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.subscriber is not None:
+            self.feed.unsubscribe(self.subscriber)
 
 
 def streams_router() -> Router:
