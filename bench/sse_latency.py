@@ -362,6 +362,11 @@ def report_figures(
             f"         first arrival (median of rounds) {statistics.median(measured.first_ms):6.1f}"
             f" ms, then all within {statistics.median(measured.spread_ms):6.1f} ms"
         )
+        slowest = max(range(len(measured.first_ms)), key=lambda r: measured.round_p99_ms[r])
+        print(
+            f"         slowest round: first arrival {measured.first_ms[slowest]:6.1f} ms, "
+            f"then all within {measured.spread_ms[slowest]:6.1f} ms"
+        )
     ratios = [s / p for s, p in zip(sse.round_p99_ms, pub.round_p99_ms, strict=False)]
     per_round = ", ".join(f"{r:.1f}" for r in ratios)
     print(f"  RATIO sse/pubsub p99: {statistics.median(ratios):.1f} (per round: {per_round})")
