@@ -202,7 +202,7 @@ def _line_ends(chunk: bytes) -> tuple[int, int]:
     counts = [pc.sum(is_lf), pc.sum(pc.and_(is_lf[:-1], is_lf[1:]))]
     # A "\r" line is one byte long; most files have no one-byte line, and are spared looking
     # for "\r" at all.
-    one_byte_lines = pc.and_(pc.and_(is_lf[:-2], pc.invert(is_lf[1:-1])), is_lf[2:])
+    one_byte_lines = pc.and_(pc.and_not(is_lf[:-2], is_lf[1:-1]), is_lf[2:])
     if pc.sum(one_byte_lines).as_py():
         is_cr = pc.equal(octets, pa.scalar(_CR, pa.uint8()))
         counts.append(pc.sum(pc.and_(one_byte_lines, is_cr[1:-1])))
