@@ -15,7 +15,8 @@ alternating rounds (which side goes first alternates too):
 
 The ratio is the median of the per-round ratios upload/copy; the target is >= 0.5. A worker
 process (`python -m aiplatform worker --queues projector,data`) computes each upload's quality
-report; the time from the 201 until `GET .../versions/v1` shows it is printed too. Each round
+report, and a scheduler process ticks the projector, as `aiplatform up` does; the time from the
+201 until `GET .../versions/v1` shows the report is printed too. Each round
 waits for its report before going on, so that no analysis runs during a timed copy or upload.
 `--profile FILE` adds one more upload with `py-spy record --threads` on the server (raw
 collapsed stacks in FILE) and prints the innermost lines of the samples of its event loop and
@@ -524,6 +525,9 @@ def main() -> None:
                 worker_arguments = ["worker", "--queues", "projector,data"]
                 with (
                     platform_process(worker_arguments, env, work / "worker.log"),
+                    # As `aiplatform up` runs it: its tick wakes the projector every second, so a
+                    # report is shown even when the wake-up sent after it came too early.
+                    platform_process(["scheduler"], env, work / "scheduler.log"),
                     api_server(env, work / "api.log") as (base_url, pid),
                     log_in(base_url, password) as http,
                 ):

@@ -105,12 +105,12 @@ def s3_env() -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def worker_process(env: dict[str, str], log: Path) -> Iterator[None]:
-    """`aiplatform worker` for the projector and the quality reports, in a session of its own
-    (it forks children); stopped, children and all, on the way out."""
+def platform_process(arguments: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
+    """`python -m aiplatform <arguments>` in a session of its own (a worker forks children);
+    stopped, children and all, on the way out."""
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "aiplatform", "worker", "--queues", "projector,data"],
+            [sys.executable, "-m", "aiplatform", *arguments],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -146,9 +146,9 @@ async def s3_platform(
     s3_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[S3Platform]:
-    """An API whose blob store is `s3://BUCKET/<prefix>`, and a worker process with the same
-    store. Their queues are their own: the in-process worker of the other tests consumes the
-    run's queues and would look for the blobs in its own store."""
+    """An API whose blob store is `s3://BUCKET/<prefix>`, with a worker process on the same store
+    and a scheduler. Their queues are their own: the in-process worker of the other tests
+    consumes the run's queues and would look for the blobs in its own store."""
     work = tmp_path_factory.mktemp("s3-platform")
     prefix = f"run-{uuid.uuid4().hex[:12]}"
     instance = f"{database_name}-s3"
@@ -168,7 +168,11 @@ async def s3_platform(
     try:
         with (
             pytest.MonkeyPatch.context() as patch,
-            worker_process(env, work / "worker.log"),
+            platform_process(["worker", "--queues", "projector,data"], env, work / "worker.log"),
+            # Its tick wakes the projector every second, as under `aiplatform up`: a wake-up
+            # sent while an older transaction is still open somewhere leaves the newest events
+            # for the next one.
+            platform_process(["scheduler"], env, work / "scheduler.log"),
         ):
             # The API builds its S3 client from the process's environment.
             for name, value in s3_env.items():
