@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -164,7 +165,24 @@ async def client(
 
     async with AsyncTestClient(app=create_app(settings)) as test_client:
         test_client.headers.update(await login(test_client, "root", ADMIN_PASSWORD))
+        _logged_in_at[id(test_client)] = time.monotonic()
         yield test_client
+
+
+# Access tokens last 15 minutes, and a whole run takes longer: the admin client logs in again
+# before its token gets old, as a real client refreshes.
+_logged_in_at: dict[int, float] = {}
+_RELOGIN_AFTER_S = 10 * 60
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_admin_token(request: pytest.FixtureRequest) -> None:
+    if "client" not in request.fixturenames:
+        return
+    test_client: AsyncTestClient[Litestar] = request.getfixturevalue("client")
+    if time.monotonic() - _logged_in_at.get(id(test_client), 0.0) > _RELOGIN_AFTER_S:
+        test_client.headers.update(await login(test_client, "root", ADMIN_PASSWORD))
+        _logged_in_at[id(test_client)] = time.monotonic()
 
 
 async def make_user(

@@ -3,6 +3,7 @@ worker (`aiplatform worker --queues inference`), over HTTP — whole answers and
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -195,6 +196,12 @@ async def test_a_viewer_without_inference_rights_is_refused(
         json={"user_id": user_id, "role": "viewer"},
     )
     assert granted.status_code in (200, 201), granted.text
+    # Inference reads the project's view, as GET project does: wait until it has the member.
+    for _ in range(100):
+        seen = await client.get(f"/api/v2/projects/{trained['project_id']}", headers=outsider)
+        if seen.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
     viewer = await client.post(
         "/api/v2/inference/generate",
         json={"model_id": trained["char-lm"], "prompt": "hi"},

@@ -54,6 +54,10 @@ def stop_worker(worker: subprocess.Popen[bytes], *, kill: bool = False) -> None:
     except subprocess.TimeoutExpired:
         worker.kill()
         worker.wait()
+    # A worker process left behind (its parent gone) would take later tests' jobs.
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def trainer_processes(job_id: str) -> list[psutil.Process]:

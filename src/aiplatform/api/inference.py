@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Stream
 
-from aiplatform.aggregates import JOBS, MODELS, PROJECTS
+from aiplatform.aggregates import JOBS, MODELS
 from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import Principal, check_project_permission, provide_principal
@@ -186,8 +187,19 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
+# A model version's project, artifact and card never change: after its first request, a
+# model is found without a database read (bounded, least recently used out).
+_MODELS_SEEN: OrderedDict[str, tuple[str, ModelVersion]] = OrderedDict()
+_MODELS_SEEN_MAX = 10_000
+
+
 async def _model(services: Services, principal: Principal, model_id: str) -> ModelVersion:
     """The model, if the caller may run it; clear errors for what cannot serve."""
+    seen = _MODELS_SEEN.get(model_id)
+    if seen is not None:
+        _MODELS_SEEN.move_to_end(model_id)
+        await _check(services, principal, seen[0])
+        return seen[1]
     found = await services.models.line(uuid.UUID(model_id))
     if found is None:
         job = await services.commands.current_state(JOBS, model_id)
@@ -209,6 +221,9 @@ async def _model(services: Services, principal: Principal, model_id: str) -> Mod
     if model_line is None or model_id not in model_line.versions:
         raise ModelNotFoundError(model_id)
     model = model_line.versions[model_id]
+    _MODELS_SEEN[model_id] = (project_id, model)
+    if len(_MODELS_SEEN) > _MODELS_SEEN_MAX:
+        _MODELS_SEEN.popitem(last=False)
     if model.card.template is None:
         raise RequestError(
             f"model {model_id} was uploaded, not trained here: only models trained by this "
@@ -220,8 +235,10 @@ async def _model(services: Services, principal: Principal, model_id: str) -> Mod
 
 
 async def _check(services: Services, principal: Principal, project_id: str) -> None:
-    project = await services.commands.current_state(PROJECTS, project_id)
-    members = None if project is None or project.deleted else project.members
+    """Against the project's cached view, as reads of a project are (an inference changes
+    nothing): a membership change applies once the projector has it, within moments."""
+    project = await services.projects.get(uuid.UUID(project_id))
+    members = project.members if project is not None else None
     await check_project_permission(services, principal, members, project_id, INFERENCE_RUN)
 
 

@@ -279,15 +279,31 @@ def decide(state: Job | None, command: JobCommand) -> list[Event]:
         return []
     match command:
         case StartAttempt():
+            events: list[Event] = []
+            if job.status == "running":
+                # Started again without a recorded retry: the previous attempt was lost.
+                events = decide(job, RetryJob(job_id=job.job_id, reason="a new attempt began"))
+                if any(isinstance(event, JobFailed) for event in events):
+                    return events
+            elif job.attempt >= MAX_ATTEMPTS:
+                return [
+                    JobFailed(
+                        job_id=job.job_id,
+                        error=f"gave up after {MAX_ATTEMPTS} attempts",
+                        traceback=None,
+                        attempt=job.attempt,
+                    )
+                ]
             resumed = job.checkpoint.step if job.checkpoint is not None else None
             return [
+                *events,
                 JobStarted(
                     job_id=job.job_id,
                     attempt=job.attempt + 1,
                     worker=command.worker,
                     devices=command.devices,
                     resumed_from_step=resumed,
-                )
+                ),
             ]
         case RetryJob():
             if job.attempt >= MAX_ATTEMPTS:
