@@ -2,7 +2,7 @@
 
 Uploads stream in constant memory: chunks are gathered into batches, and each batch is hashed and
 written (and shown to the caller's observer) on threads while the event loop gathers the next
-ones. A blob appears whole or not at all: `put_stream` that raises (a client gone, a size limit, a
+one. A blob appears whole or not at all: `put_stream` that raises (a client gone, a size limit, a
 cancellation) leaves nothing behind.
 Keys are made by the platform (`datasets/<uuid>/v1/<uuid>`); a user's file name is never one.
 """
@@ -17,11 +17,9 @@ import re
 import stat
 import sys
 import tempfile
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
-from functools import partial
 from io import BufferedWriter
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -45,8 +43,6 @@ _KEY_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 _TEMP_SUFFIX = ".part~"
 # A thread hop per batch, not per chunk, keeps the cost per byte of small chunks low.
 LOCAL_BATCH_BYTES = 4 << 20
-# Batches handed to the threads and not yet done; with the one being gathered, the most held.
-BATCHES_IN_FLIGHT = 2
 # S3 parts must be >= 5 MiB (but the last); at 8 MiB the 10,000-part limit allows 80 GiB blobs.
 S3_PART_BYTES = 8 << 20
 
@@ -171,44 +167,35 @@ async def _pump(
 ) -> tuple[int, str]:
     """Streams chunks into sink and commits it; returns the size and the SHA-256 (hex).
 
-    Hashing, writing and observing are stages with a thread each, which takes the batches in
-    order; the event loop gathers the next batch while up to BATCHES_IN_FLIGHT earlier ones go
-    through the stages, so that receiving never waits for one slow batch."""
+    Batch n is hashed on one thread, written on another and observed on a third while the event
+    loop gathers batch n + 1, so all of them overlap, and at most two batches are held."""
     hasher = hashlib.sha256()
+    size = 0
 
     def hash_batch(batch: Sequence[bytes]) -> None:
         for chunk in batch:
             hasher.update(chunk)
 
-    stages: list[Callable[[Sequence[bytes]], None]] = [hash_batch, sink.write]
-    if observe is not None:
-        stages.append(partial(_observe, observe))
-    pipeline = [(ThreadPoolExecutor(1, thread_name_prefix="blob-put"), stage) for stage in stages]
-    writer = pipeline[1][0]
-    # A batch leaves only once all its jobs are done: a failed upload waits for the others.
-    in_flight: deque[list[Future[None]]] = deque()
-    size = 0
+    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="blob-put")
+    in_flight: list[Future[None]] = []
     try:
         async with aclosing(
             _batches(chunks, batch_bytes=batch_bytes, max_bytes=max_bytes)
         ) as batches:
             async for batch in batches:
-                if len(in_flight) == BATCHES_IN_FLIGHT:
-                    await _settle(in_flight[0])
-                    in_flight.popleft()
-                in_flight.append([thread.submit(stage, batch) for thread, stage in pipeline])
+                await _settle(in_flight)
+                in_flight = [pool.submit(hash_batch, batch), pool.submit(sink.write, batch)]
+                if observe is not None:
+                    in_flight.append(pool.submit(_observe, observe, batch))
                 size += sum(map(len, batch))
-        while in_flight:
-            await _settle(in_flight[0])
-            in_flight.popleft()
-        in_flight.append([writer.submit(sink.commit)])
-        await _settle(in_flight[0])
+        await _settle(in_flight)
+        in_flight = [pool.submit(sink.commit)]
+        await _settle(in_flight)
     except BaseException:
-        await _discard([job for jobs in in_flight for job in jobs], sink)
+        await _discard(in_flight, sink)
         raise
     finally:
-        for thread, _ in pipeline:
-            thread.shutdown(wait=False)
+        pool.shutdown(wait=False)
     return size, hasher.hexdigest()
 
 
