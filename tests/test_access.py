@@ -270,9 +270,17 @@ async def test_owners_audit_the_training_jobs_of_their_projects(
         f"/api/v2/training/jobs/{submitted['data']['id']}/cancel", headers=owner
     )
     assert cancelled.status_code == 202
+    position = cancelled.json()["meta"]["position"]
+    # The owner's audit finds their jobs through the jobs read model: wait until it has this one.
+    seen = await anonymous.get(
+        f"/api/v2/training/jobs/{submitted['data']['id']}",
+        params={"after": position},
+        headers=owner,
+    )
+    assert seen.status_code == 200, seen.text
     audit = await anonymous.get(
         "/api/v2/audit",
-        params={"resource_type": "job", "after": cancelled.json()["meta"]["position"]},
+        params={"resource_type": "job", "after": position},
         headers=owner,
     )
     assert audit.status_code == 200, audit.text
