@@ -21,7 +21,7 @@ log = logging.getLogger("aiplatform")
 # Latency-sensitive queues get their own worker process whose idle consumer polls Redis every
 # few milliseconds instead of backing off to a second (Dramatiq's default worker timeout).
 FAST_QUEUES = ("projector", "inference")
-FAST_WORKER_TIMEOUT_MS = 5
+FAST_WORKER_TIMEOUT_MS = 25
 # A training worker runs one job per thread; `up` gives training one thread of its own.
 TRAINING_QUEUES = ("training",)
 STOP_TIMEOUT_S = 8.0
