@@ -251,3 +251,20 @@ async def test_the_model_cache_evicts_the_least_recently_used_past_its_budget(
     assert cache.loaded == [trained["tabular-classifier"]]  # the least recently used went
     assert cache.used_bytes <= cache.budget_bytes
     assert await cache.get(*load_args("char-lm")) is not lm  # loaded again
+
+
+async def test_an_uploaded_model_is_refused_every_time_not_only_the_first(
+    client: Client, trained: dict[str, str]
+) -> None:
+    """Regression: the remembered model versions skipped the check on the second request."""
+    model_file = (await client.get(f"/api/v2/models/{trained['char-lm']}/download")).content
+    uploaded = await client.post(
+        "/api/v2/models",
+        data={"project_id": trained["project_id"], "name": "uploaded"},
+        files={"file": ("m.safetensors", model_file, "application/octet-stream")},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    for _ in range(2):
+        refused = await generate(client, model_id=uploaded.json()["data"]["id"], prompt="hi")
+        assert refused.status_code == 422
+        assert "uploaded, not trained here" in refused.json()["error"]

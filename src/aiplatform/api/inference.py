@@ -199,7 +199,7 @@ async def _model(services: Services, principal: Principal, model_id: str) -> Mod
     if seen is not None:
         _MODELS_SEEN.move_to_end(model_id)
         await _check(services, principal, seen[0])
-        return seen[1]
+        return _servable_version(seen[1])
     found = await services.models.line(uuid.UUID(model_id))
     if found is None:
         job = await services.commands.current_state(JOBS, model_id)
@@ -224,10 +224,14 @@ async def _model(services: Services, principal: Principal, model_id: str) -> Mod
     _MODELS_SEEN[model_id] = (project_id, model)
     if len(_MODELS_SEEN) > _MODELS_SEEN_MAX:
         _MODELS_SEEN.popitem(last=False)
+    return _servable_version(model)
+
+
+def _servable_version(model: ModelVersion) -> ModelVersion:
     if model.card.template is None:
         raise RequestError(
-            f"model {model_id} was uploaded, not trained here: only models trained by this "
-            "platform's templates can serve",
+            f"model {model.model_id} was uploaded, not trained here: only models trained by "
+            "this platform's templates can serve",
             field="model_id",
             status_code=422,
         )
