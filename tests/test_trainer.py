@@ -390,6 +390,9 @@ def test_an_orphaned_child_exits(tmp_path: Path) -> None:
     try:
         # The pipe ends once its last writer, the orphaned trainer, has exited.
         assert '"completed"' not in parent.communicate(timeout=30)[0]
+        # Its descriptors close as it exits; the process itself is gone a moment later.
+        with contextlib.suppress(psutil.TimeoutExpired):
+            trainer.wait(timeout=10)
         assert has_exited(trainer)
     finally:
         if not has_exited(trainer):
