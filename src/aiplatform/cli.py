@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("--email", required=True)
 
     commands.add_parser("scheduler", help="send periodic work (run exactly one)")
+    catalog = commands.add_parser(
+        "events-catalog", help="write the event catalog (one JSON Schema per event version)"
+    )
+    catalog.add_argument(
+        "--check", action="store_true", help="only say where the catalog and the code differ"
+    )
+    catalog.add_argument("--directory", type=Path, default=Path("events"))
     commands.add_parser("migrate", help="apply the event store migrations and install read models")
     return parser
 
@@ -93,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return run_scheduler_process(settings)
             case "migrate":
                 return run_migrate(settings)
+            case "events-catalog":
+                from aiplatform.eventstore.catalog import run_command
+
+                return run_command(arguments.directory, arguments.check)
             case "create-admin":
                 return run_create_admin(
                     settings, arguments.username, arguments.password, arguments.email
