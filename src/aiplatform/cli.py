@@ -14,14 +14,10 @@ from pathlib import Path
 
 from aiplatform import processes
 from aiplatform.config import Settings, SettingsError, load_settings
-from aiplatform.workers.broker import QUEUES
+from aiplatform.workers.broker import LATENCY_QUEUES, QUEUES
 
 log = logging.getLogger("aiplatform")
 
-# Latency-sensitive queues get their own worker process whose idle consumer polls Redis every
-# few milliseconds instead of backing off to a second (Dramatiq's default worker timeout).
-FAST_QUEUES = ("projector", "inference")
-FAST_WORKER_TIMEOUT_MS = 25
 # A training worker runs one job per thread; `up` gives training one thread of its own.
 TRAINING_QUEUES = ("training",)
 STOP_TIMEOUT_S = 8.0
@@ -173,8 +169,6 @@ def run_worker(queues: str, process_count: int, threads: int, shutdown_timeout_s
             f"choose from {', '.join(QUEUES)}"
         )
     env = dict(os.environ)
-    if any(queue in FAST_QUEUES for queue in wanted):
-        env["dramatiq_worker_timeout"] = str(FAST_WORKER_TIMEOUT_MS)
     if "training" in wanted:
         # Dramatiq fetches ahead twice as many messages as threads by default. A training
         # token held by a busy worker is a job another, idle worker cannot start: fetch only
@@ -244,11 +238,11 @@ def run_up(settings: Settings, host: str | None, port: int | None, data_dir: Pat
             "AIPLATFORM_SECRET_KEY": settings.require_secret_key(),
         }
         slow_queues = ",".join(
-            q for q in QUEUES if q not in FAST_QUEUES and q not in TRAINING_QUEUES
+            q for q in QUEUES if q not in LATENCY_QUEUES and q not in TRAINING_QUEUES
         )
         for name, command in (
             ("api", ["api", "--host", host, "--port", str(port)]),
-            ("fast worker", ["worker", "--queues", ",".join(FAST_QUEUES), "--threads", "2"]),
+            ("fast worker", ["worker", "--queues", ",".join(LATENCY_QUEUES), "--threads", "2"]),
             ("worker", ["worker", "--queues", slow_queues, "--threads", "2"]),
             (
                 "training worker",

@@ -14,9 +14,12 @@ from dramatiq.middleware.asyncio import AsyncIO
 
 from aiplatform.cache import key_prefix
 from aiplatform.config import Settings
+from aiplatform.workers.doorbell import DoorbellRedisBroker
 from aiplatform.workers.monitoring import MonitoringMiddleware
 
 QUEUES = ("projector", "training", "inference", "data", "notification", "monitoring", "maintenance")
+# Queues whose idle consumers wait on a doorbell rather than poll (see `doorbell`).
+LATENCY_QUEUES = ("projector", "inference")
 
 # Redis hands a dead worker's unacknowledged messages back after this long. Dramatiq's 60 s
 # default would stall the projector for a minute after a crash; workers beat every few seconds.
@@ -35,7 +38,8 @@ def build_broker(settings: Settings) -> RedisBroker:
     namespace = (
         f"aiplatform-dramatiq-{settings.instance}" if settings.instance else "aiplatform-dramatiq"
     )
-    broker = RedisBroker(  # type: ignore[no-untyped-call]
+    broker = DoorbellRedisBroker(
+        doorbell_queues=frozenset(LATENCY_QUEUES),
         url=settings.require_redis_url(),
         namespace=namespace,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
