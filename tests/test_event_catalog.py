@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
+import asyncpg
 import msgspec
 import pytest
 
+from aiplatform.domain.jobs import JobStarted
 from aiplatform.eventstore import catalog
 from aiplatform.eventstore.codec import UPCASTERS, decode_event
+from aiplatform.eventstore.store import EventStore
 
 CATALOG = Path(__file__).resolve().parents[1] / "events"
 
@@ -65,3 +69,31 @@ def test_samples_are_the_same_on_every_run() -> None:
 def test_every_upcaster_belongs_to_a_cataloged_version() -> None:
     listed = {(entry.event_type, entry.schema_version) for entry in catalog.entries(CATALOG)}
     assert set(UPCASTERS) <= listed
+
+
+def test_a_v1_job_start_gains_its_accelerator_from_its_devices() -> None:
+    stored = {"type": "JobStarted", "job_id": "j", "attempt": 1, "worker": "w"}
+    on_gpu = decode_event("JobStarted", 1, json.dumps({**stored, "devices": ["cuda:0", "cuda:1"]}))
+    on_cpu = decode_event("JobStarted", 1, json.dumps({**stored, "devices": ["cpu"]}))
+    assert isinstance(on_gpu, JobStarted)
+    assert isinstance(on_cpu, JobStarted)
+    assert (on_gpu.accelerator, on_cpu.accelerator) == ("cuda", "cpu")
+
+
+async def test_a_stored_v1_event_is_read_back_as_the_current_version(pool: asyncpg.Pool) -> None:
+    """A row written by the code before the change, read through the event store."""
+    job_id = str(uuid.uuid4())
+    v1 = {"job_id": job_id, "attempt": 1, "worker": "w1", "devices": ["cuda:0"]}
+    await pool.execute(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, "
+        "data, metadata) VALUES ($1, 1, $2, 'JobStarted', 1, $3::jsonb, $4::jsonb)",
+        f"job-{job_id}",
+        uuid.uuid4(),
+        json.dumps(v1),
+        json.dumps({"actor": "system:test"}),
+    )
+    (recorded,) = await EventStore(pool).read_stream(f"job-{job_id}")
+    assert recorded.schema_version == 1
+    assert recorded.event == JobStarted(
+        job_id=job_id, attempt=1, worker="w1", devices=["cuda:0"], accelerator="cuda"
+    )

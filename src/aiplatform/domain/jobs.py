@@ -14,9 +14,10 @@ from typing import Any, Final, Literal
 import msgspec
 
 from aiplatform.domain.errors import AlreadyExistsError, InvalidStateError, NotFoundError
-from aiplatform.eventstore.codec import Event
+from aiplatform.eventstore.codec import Event, upcaster
 
 JobStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+Accelerator = Literal["cpu", "cuda"]
 TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 
 PRIORITIES: Final = (0, 1, 5, 9)  # critical, high, normal, low
@@ -47,11 +48,27 @@ class JobSubmitted(Event, frozen=True):
 
 
 class JobStarted(Event, frozen=True):
+    """v2 added `accelerator`, so that GPU time can be counted without parsing device names."""
+
+    schema_version = 2
+
     job_id: str
     attempt: int
     worker: str
     devices: list[str]
+    accelerator: Accelerator
     resumed_from_step: int | None = None
+
+
+def accelerator_of(devices: list[str]) -> Accelerator:
+    """Training runs either on NVIDIA GPUs (`cuda:<n>`) or on the CPU (`cpu`)."""
+    return "cuda" if any(device.startswith("cuda") for device in devices) else "cpu"
+
+
+@upcaster("JobStarted", from_version=1)
+def _job_started_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # v1 recorded only the device names, from which the accelerator follows exactly.
+    return {**data, "accelerator": accelerator_of(data["devices"])}
 
 
 class JobProgressed(Event, frozen=True):
@@ -302,6 +319,7 @@ def decide(state: Job | None, command: JobCommand) -> list[Event]:
                     attempt=job.attempt + 1,
                     worker=command.worker,
                     devices=command.devices,
+                    accelerator=accelerator_of(command.devices),
                     resumed_from_step=resumed,
                 ),
             ]
