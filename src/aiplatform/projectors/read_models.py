@@ -1,16 +1,30 @@
 """Read-model versions: each `projections/<name>.sql` is installed into its own schema, named
 after the file's content hash, so a changed file gets fresh tables filled from position zero
-while the previous version's tables stay untouched."""
+while the previous version's tables stay untouched.
+
+`read_model_versions` (migration 0005) records every installed version with its DDL and its
+state: `active` (what readers use; one per read model), `building` (installed beside the active
+one, filled from the log until it catches up and is switched in) or `retired` (switched out,
+still projected until its schema is dropped after a grace period, so a reader that has not
+yet moved to the new version still reads fresh data).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
+from pathlib import Path
 
 import asyncpg
 
 from aiplatform.resources import resource_dir
+
+# Where the projection files are read from, when not those shipped with the platform: lets an
+# operator (or a test) try changed read models without rebuilding the package.
+PROJECTIONS_DIR_ENV = "AIPLATFORM_PROJECTIONS_DIR"
 
 
 @dataclass(frozen=True)
@@ -35,32 +49,179 @@ class ReadModel:
         return f"{self.schema}.{table}"
 
 
+@dataclass(frozen=True)
+class InstalledVersion:
+    read_model: ReadModel
+    state: str
+    installed_at: datetime
+    activated_at: datetime | None
+    retired_at: datetime | None
+
+
+def projections_dir() -> Path:
+    override = os.environ.get(PROJECTIONS_DIR_ENV)
+    return Path(override) if override else resource_dir("projections")
+
+
 @cache
 def load_read_model(name: str) -> ReadModel:
-    path = resource_dir("projections") / f"{name}.sql"
-    return ReadModel(name=name, ddl=path.read_text())
+    """The version of the read model that this code ships (not necessarily the active one)."""
+    return ReadModel(name=name, ddl=(projections_dir() / f"{name}.sql").read_text())
 
 
 async def install(connection: asyncpg.Connection, read_model: ReadModel) -> bool:
-    """Creates the read model's schema, tables and checkpoint unless they exist. Returns
-    whether it created them. Safe against concurrent installers (advisory lock)."""
+    """Creates the version's schema, tables and checkpoint unless they exist, and records it:
+    active when its read model has no active version yet, otherwise building (a retired
+    version installed again resumes from its checkpoint). Returns whether it created the
+    tables. Safe against concurrent installers (advisory lock per read model)."""
     async with connection.transaction():
         await connection.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))", f"install:{read_model.schema}"
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"read-model:{read_model.name}"
+        )
+        state = await connection.fetchval(
+            "SELECT state FROM read_model_versions WHERE read_model = $1 AND version = $2",
+            read_model.name,
+            read_model.version,
+        )
+        if state in ("active", "building"):
+            return False
+        has_active = await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM read_model_versions "
+            "WHERE read_model = $1 AND state = 'active')",
+            read_model.name,
         )
         exists = await connection.fetchval(
-            "SELECT 1 FROM pg_namespace WHERE nspname = $1", read_model.schema
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", read_model.schema
         )
-        if exists:
-            return False
-        search_path = await connection.fetchval("SELECT current_setting('search_path')")
-        await connection.execute(f"CREATE SCHEMA {read_model.schema}")
-        # The DDL names its tables unqualified; they land in the version's schema.
-        await connection.execute(f"SET LOCAL search_path TO {read_model.schema}")
-        await connection.execute(read_model.ddl)
-        await connection.execute("SELECT set_config('search_path', $1, true)", search_path)
+        if not exists:
+            await _create_tables(connection, read_model)
+        # Tables and checkpoint always match: both are written in the projector's transactions,
+        # so existing tables are a consistent prefix of the log and resume from their checkpoint.
         await connection.execute(
             "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
             read_model.checkpoint,
         )
+        new_state = "building" if has_active else "active"
+        await connection.execute(
+            "INSERT INTO read_model_versions (read_model, version, ddl, state, activated_at) "
+            "VALUES ($1, $2, $3, $4, CASE WHEN $4 = 'active' THEN now() END) "
+            "ON CONFLICT (read_model, version) DO UPDATE SET state = excluded.state, "
+            "activated_at = excluded.activated_at, retired_at = NULL",
+            read_model.name,
+            read_model.version,
+            read_model.ddl,
+            new_state,
+        )
+        return not exists
+
+
+async def _create_tables(connection: asyncpg.Connection, read_model: ReadModel) -> None:
+    search_path = await connection.fetchval("SELECT current_setting('search_path')")
+    await connection.execute(f"CREATE SCHEMA {read_model.schema}")
+    # The DDL names its tables unqualified; they land in the version's schema.
+    await connection.execute(f"SET LOCAL search_path TO {read_model.schema}")
+    await connection.execute(read_model.ddl)
+    await connection.execute("SELECT set_config('search_path', $1, true)", search_path)
+    # A checkpoint left by a dropped schema of the same version must not skip the new tables.
+    await connection.execute(
+        "DELETE FROM projection_checkpoints WHERE projection = $1", read_model.checkpoint
+    )
+
+
+async def installed_versions(
+    database: asyncpg.Connection | asyncpg.Pool, states: tuple[str, ...] = ("active",)
+) -> list[InstalledVersion]:
+    rows = await database.fetch(
+        "SELECT read_model, ddl, state, installed_at, activated_at, retired_at "
+        "FROM read_model_versions WHERE state = ANY($1::text[]) ORDER BY read_model, installed_at",
+        list(states),
+    )
+    return [
+        InstalledVersion(
+            read_model=ReadModel(name=row["read_model"], ddl=row["ddl"]),
+            state=row["state"],
+            installed_at=row["installed_at"],
+            activated_at=row["activated_at"],
+            retired_at=row["retired_at"],
+        )
+        for row in rows
+    ]
+
+
+async def active_read_models(database: asyncpg.Connection | asyncpg.Pool) -> dict[str, ReadModel]:
+    """The version readers use, per read model."""
+    return {v.read_model.name: v.read_model for v in await installed_versions(database)}
+
+
+# Switches only a version that has applied every event readable now: nothing below the
+# horizon after its checkpoint. Locking its checkpoint row keeps its projector out meanwhile.
+_CAUGHT_UP_SQL = """
+SELECT NOT EXISTS (
+         SELECT 1 FROM events e
+          WHERE (e.transaction_id, e.global_position)
+                > (c.last_transaction_id, c.last_global_position)
+            AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
+  FROM projection_checkpoints c
+ WHERE c.projection = $1
+   FOR UPDATE OF c
+"""
+
+
+async def activate(connection: asyncpg.Connection, read_model: ReadModel) -> bool:
+    """Switches readers to `read_model` in one transaction, if it is being built and has caught
+    up with the log: the active version becomes retired, this one active. Returns whether it
+    switched."""
+    async with connection.transaction():
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"read-model:{read_model.name}"
+        )
+        state = await connection.fetchval(
+            "SELECT state FROM read_model_versions WHERE read_model = $1 AND version = $2",
+            read_model.name,
+            read_model.version,
+        )
+        if state != "building":
+            return False
+        if not await connection.fetchval(_CAUGHT_UP_SQL, read_model.checkpoint):
+            return False
+        await connection.execute(
+            "UPDATE read_model_versions SET state = 'retired', retired_at = now() "
+            "WHERE read_model = $1 AND state = 'active'",
+            read_model.name,
+        )
+        await connection.execute(
+            "UPDATE read_model_versions SET state = 'active', activated_at = now() "
+            "WHERE read_model = $1 AND version = $2",
+            read_model.name,
+            read_model.version,
+        )
         return True
+
+
+async def drop_retired(connection: asyncpg.Connection, *, grace_s: float) -> list[str]:
+    """Drops the tables of versions retired more than `grace_s` ago (readers have long moved
+    to the active one), with their checkpoints and records. Returns the dropped schemas."""
+    dropped: list[str] = []
+    for version in await installed_versions(connection, ("retired",)):
+        read_model = version.read_model
+        async with connection.transaction():
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"read-model:{read_model.name}"
+            )
+            # Checked again under the lock: an installer may have brought it back meanwhile.
+            removed = await connection.fetchval(
+                "DELETE FROM read_model_versions WHERE read_model = $1 AND version = $2 "
+                "AND state = 'retired' AND retired_at < now() - make_interval(secs => $3) "
+                "RETURNING version",
+                read_model.name,
+                read_model.version,
+                grace_s,
+            )
+            if removed is None:
+                continue
+            await connection.execute(f"DROP SCHEMA IF EXISTS {read_model.schema} CASCADE")
+            await connection.execute(
+                "DELETE FROM projection_checkpoints WHERE projection = $1", read_model.checkpoint
+            )
+            dropped.append(read_model.schema)
+    return dropped
