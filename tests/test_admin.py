@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 import asyncpg
 import redis
+from alembic import command
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
 from aiplatform.cache import Cache, key_prefix
 from aiplatform.config import Settings
 from aiplatform.eventstore.codec import EventMetadata
+from aiplatform.eventstore.migration_status import migration_status
+from aiplatform.eventstore.migrations import alembic_config, upgrade_to_head
 from aiplatform.eventstore.store import EventStore
 from aiplatform.monitoring.records import BEAT_TTL_S
 from aiplatform.platform_stats import (
@@ -21,9 +27,11 @@ from aiplatform.platform_stats import (
     queue_depths,
     workers_alive,
 )
-from aiplatform.projectors.read_models import install
+from aiplatform.projectors.read_models import install, load_read_model
 from aiplatform.projectors.runner import catch_up
+from aiplatform.workers.broker import QUEUES
 from aiplatform.workers.monitoring import Monitor
+from conftest import ADMIN_DATABASE_URL, login, make_user
 from probe import ProbeProjector, ProbeRecorded
 
 META = EventMetadata(actor="test")
@@ -99,3 +107,83 @@ async def test_workers_alive_are_those_that_beat_recently(settings: Settings) ->
             await client.delete(*keys)
         await client.aclose()
         sync_client.close()
+
+
+async def test_stats_show_counts_log_read_models_queues_and_health(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    created = await client.post("/api/v2/projects", json={"name": f"stats-{uuid.uuid4().hex[:8]}"})
+    assert created.status_code == 201, created.text
+
+    response = await client.get("/api/v2/admin/stats")
+    assert response.status_code == 200, response.text
+    stats = response.json()["data"]
+    assert set(stats["resources"]) == {
+        "projects",
+        "experiments",
+        "datasets",
+        "models",
+        "jobs",
+        "users",
+        "roles",
+    }
+    assert stats["resources"]["users"] >= 1  # the admin
+    assert stats["events"]["total"] >= 2
+    assert len(stats["events"]["per_hour"]) == 24
+    assert stats["events"]["per_hour"][-1]["events"] >= 1
+    projects = next(rm for rm in stats["read_models"] if rm["read_model"] == "projects")
+    assert projects["active"]["version"] == load_read_model("projects").version
+    assert projects["building"] is None
+    assert {"events_behind", "seconds_behind"} <= set(projects["active"])
+    assert [q["queue"] for q in stats["queues"]] == list(QUEUES)
+    assert stats["database"]["ok"] is True
+    assert stats["redis"]["ok"] is True
+
+
+async def test_stats_and_migrate_are_for_admins_only(
+    client: AsyncTestClient[Litestar], anonymous: AsyncTestClient[Litestar]
+) -> None:
+    _, username, password = await make_user(client)
+    headers = await login(anonymous, username, password)
+    for method, path in (("GET", "/api/v2/admin/stats"), ("POST", "/api/v2/admin/migrate")):
+        assert (await anonymous.request(method, path)).status_code == 401
+        assert (await anonymous.request(method, path, headers=headers)).status_code == 403
+
+
+async def test_migrate_reports_nothing_pending_and_is_audited(
+    client: AsyncTestClient[Litestar], admin_id: str
+) -> None:
+    response = await client.post("/api/v2/admin/migrate")
+    assert response.status_code == 200, response.text
+    report = response.json()["data"]
+    assert report["from_revision"] == report["to_revision"] == "0005"
+    assert report["applied"] == []
+
+    audit = await client.get("/api/v2/audit", params={"limit": 100})
+    assert audit.status_code == 200, audit.text
+    entry = next(e for e in audit.json()["data"] if e["position"] == report["position"])
+    assert entry["type"] == "EventStoreMigrated"
+    assert entry["actor_id"] == admin_id
+
+
+async def test_a_database_behind_has_its_pending_revisions_listed_then_applied(
+    pool: asyncpg.Pool,
+) -> None:
+    """What `admin/migrate` reports, on a scratch database left at revision 0004."""
+    name = f"aiplatform_test_{uuid.uuid4().hex[:12]}"
+    await pool.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_DATABASE_URL.rpartition("/")[0] + f"/{name}"
+    scratch = await asyncpg.create_pool(url, min_size=1, max_size=1)
+    try:
+        await asyncio.to_thread(command.upgrade, alembic_config(url), "0004")
+        before = await migration_status(scratch, url)
+        assert (before.current, before.head) == ("0004", "0005")
+        assert [r.revision for r in before.pending] == ["0005"]
+        assert before.pending[0].description.startswith("Read-model versions")
+
+        await asyncio.to_thread(upgrade_to_head, url)
+        after = await migration_status(scratch, url)
+        assert (after.current, after.pending) == ("0005", [])
+    finally:
+        await scratch.close()
+        await pool.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -166,7 +167,7 @@ async def workers_alive(
     return [_beat_decoder.decode(beat) for beat in beats if beat is not None]
 
 
-async def database_health(pool: asyncpg.Pool) -> dict[str, object]:
+async def database_health(pool: asyncpg.Pool) -> dict[str, Any]:
     """Answers, how fast, and how big the database is; never raises."""
     started = time.perf_counter()
     try:
@@ -186,7 +187,7 @@ async def database_health(pool: asyncpg.Pool) -> dict[str, object]:
     }
 
 
-async def redis_health(client: aioredis.Redis) -> dict[str, object]:
+async def redis_health(client: aioredis.Redis) -> dict[str, Any]:
     """Answers, how fast, and how much memory Redis uses; never raises."""
     started = time.perf_counter()
     try:

@@ -12,6 +12,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme
 
 from aiplatform import __version__
+from aiplatform.api.admin import admin_router
 from aiplatform.api.audit import audit_router
 from aiplatform.api.auth import auth_router
 from aiplatform.api.context import request_id_middleware
@@ -140,6 +141,7 @@ def create_app(settings: Settings) -> Litestar:
             users_router(),
             roles_router(),
             audit_router(),
+            admin_router(),
             jobs_router(),
             monitoring_router(),
             gpu_router(),
