@@ -175,7 +175,10 @@ async def permission_guard(
     if permission == PUBLIC:
         return
     services: Services = connection.app.state.services
-    serves_read_model = route_handler.opt.get("serves") == READ_MODEL
+    # A past state (`as_of`) is folded from the stream, so access is checked on the stream too.
+    serves_read_model = (
+        route_handler.opt.get("serves") == READ_MODEL and "as_of" not in connection.query_params
+    )
     path_project = connection.path_params.get("project_id")
     # A cached read of a project: its cache entry comes in the session's round trip.
     prefetch = (

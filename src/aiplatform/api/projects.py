@@ -12,6 +12,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from aiplatform.aggregates import PROJECTS
+from aiplatform.api.as_of import AsOf, AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.context import command_context, if_match_version
 from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
@@ -162,14 +163,38 @@ async def create_project(
 )
 async def get_project(
     request: Request[Any, Any, State],
+    services: NamedDependency[Services],
     project_id: FromPath[uuid.UUID],
     after: After = None,
+    as_of: AsOfParameter = None,
 ) -> Response[Envelope[ProjectView]]:
     """`project_id` and `after` are read by the guard, which loads the project to check the
     caller's access (after waiting for `after`, when given)."""
+    past = parse_as_of(as_of)
+    if past is not None:
+        return await _project_as_of(services, str(project_id), past)
     project: ProjectView = request.state.project
     meta = {"stale": True} if request.state.read_waited is False else None
     return Response(ok(project, meta), headers={"ETag": f'"{project.version}"'})
+
+
+async def _project_as_of(
+    services: Services, project_id: str, as_of: AsOf
+) -> Response[Envelope[ProjectView]]:
+    events = await past_events(
+        services.store, domain.stream_id(project_id), as_of, f"project {project_id}"
+    )
+    project = PROJECTS.fold(events)
+    if project is None:
+        raise domain.ProjectNotFoundError(project_id)
+    past = CommandResult(
+        state=project,
+        stream_version=project.version,
+        position=events[-1].global_position,
+        created_at=events[0].recorded_at,
+        updated_at=events[-1].recorded_at,
+    )
+    return Response(ok(_view(past), as_of_meta(as_of, events)))
 
 
 @put(
