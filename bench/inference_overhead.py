@@ -114,6 +114,18 @@ def platform_ms(client: httpx.Client, model_id: str, requests: int, tokens: int)
     return timings
 
 
+def wait_until_served(client: httpx.Client, model_id: str, timeout_s: float = 60) -> None:
+    """The project's read model (which membership checks read) appears once the projector has
+    it; the first requests may come before."""
+    body = {"model_id": model_id, "prompt": PROMPT, "max_new_tokens": 1}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if client.post("/api/v2/inference/generate", json=body).status_code == 200:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"model {model_id} did not become servable within {timeout_s:g} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -137,7 +149,7 @@ def main() -> None:
             "AIPLATFORM_SECRET_KEY": SECRET_KEY,
         }
         worker = subprocess.Popen(
-            [sys.executable, "-m", "aiplatform", "worker", "--queues", "inference"],
+            [sys.executable, "-m", "aiplatform", "worker", "--queues", "projector,inference"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -149,7 +161,9 @@ def main() -> None:
                 with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
                     project = client.post("/api/v2/projects", json={"name": "bench"})
                     project_id = project.json()["data"]["id"]
-                    model_id = asyncio.run(register(database_url, data_dir, model_path, project_id))
+                    artifact = model_path.read_bytes()
+                    model_id = asyncio.run(register(database_url, data_dir, artifact, project_id))
+                    wait_until_served(client, model_id)
                     platform_ms(client, model_id, 5, arguments.tokens)  # loads the model
                     run_rounds(client, model_id, model_path, arguments)
         finally:

@@ -46,6 +46,7 @@ import psutil
 
 from aiplatform.bootstrap import ensure_admin
 from aiplatform.config import load_settings
+from aiplatform.embedded import start_embedded_services
 from benchlib import ADMIN_DATABASE_URL, REDIS_URL, scratch_database
 from dataset_upload import api_server, platform_env, platform_process
 from http_create_project import delete_redis_keys
@@ -386,14 +387,31 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--admin-url", default=ADMIN_DATABASE_URL)
     parser.add_argument("--redis-url", default=REDIS_URL)
+    parser.add_argument(
+        "--private-services",
+        action="store_true",
+        help="run on a PostgreSQL and Redis of the bench's own (the embedded ones): on a shared "
+        "cluster, another database's open write transaction holds back the snapshot every "
+        "projector reads up to, and shows here as a stalled round",
+    )
     arguments = parser.parse_args()
-    password = secrets.token_urlsafe(16)
-    with (
-        tempfile.TemporaryDirectory(prefix="sse-bench-") as work_dir,
-        scratch_database(arguments.admin_url) as (name, database_url),
-    ):
+    with tempfile.TemporaryDirectory(prefix="sse-bench-") as work_dir:
         work = Path(work_dir)
-        env = platform_env(database_url, arguments.redis_url, name, work / "data")
+        if not arguments.private_services:
+            measure(arguments, work, arguments.admin_url, arguments.redis_url)
+            return
+        services = start_embedded_services(work / "services")
+        try:
+            admin_url = urlparse(services.database_url)._replace(path="/postgres").geturl()
+            measure(arguments, work, admin_url, services.redis_url)
+        finally:
+            services.stop()
+
+
+def measure(arguments: argparse.Namespace, work: Path, admin_url: str, redis_url: str) -> None:
+    password = secrets.token_urlsafe(16)
+    with scratch_database(admin_url) as (name, database_url):
+        env = platform_env(database_url, redis_url, name, work / "data")
         try:
             asyncio.run(ensure_admin(load_settings(env), ADMIN_USERNAME, password, "b@example.com"))
             with (
@@ -414,14 +432,14 @@ def main() -> None:
                         pid,
                         token,
                         project["data"]["id"],
-                        arguments.redis_url,
+                        redis_url,
                         count,
                         arguments.rounds,
                         arguments.client_processes,
                         name,
                     )
         finally:
-            delete_redis_keys(arguments.redis_url, name)
+            delete_redis_keys(redis_url, name)
 
 
 if __name__ == "__main__":
