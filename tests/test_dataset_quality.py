@@ -397,7 +397,7 @@ def test_row_counter_counts_non_blank_lines(
 @pytest.mark.parametrize("chunk_size", [4_099, 65_537, 1 << 20])
 @pytest.mark.parametrize("seed", range(3))
 def test_row_counter_counts_non_blank_lines_of_large_chunks(chunk_size: int, seed: int) -> None:
-    # Long chunks: blank lines at every offset of Arrow's bitmaps and across chunk ends.
+    # Long chunks: blank lines at many offsets and across chunk ends.
     rng = random.Random(seed)
     data = b"".join(rng.choices([b"a", b"\r", b"\n", b"\r\n", b","], k=200_000))
     *complete, last = data.split(b"\n")

