@@ -32,6 +32,23 @@ _PR_SET_PDEATHSIG = 1
 _LINE_LIMIT = 16 << 20
 _STDERR_TAIL_BYTES = 4_000
 
+# The process groups of the trainers this worker process runs, for a graceful stop; and
+# whether one began (a trainer started after it is asked to stop at once).
+_running_groups: set[int] = set()
+_stopping = False
+
+
+def stop_trainers() -> int:
+    """Asks every trainer of this process to stop: SIGTERM to its group makes it finish the
+    step, save a checkpoint and exit as interrupted, so its job is retried and resumes from
+    that checkpoint on another worker. Returns how many were asked."""
+    global _stopping
+    _stopping = True
+    for group in list(_running_groups):
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGTERM)
+    return len(_running_groups)
+
 
 @dataclass(frozen=True)
 class LaunchPlan:
@@ -148,6 +165,10 @@ class TrainerProcess:
                 preexec_fn=_own_session_dying_with_parent,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+        _running_groups.add(process.pid)
+        if _stopping:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGTERM)
         reader = asyncio.create_task(self._read(process, on_line))
         try:
             stopped_by = await self._watch(process, reader)
@@ -159,6 +180,8 @@ class TrainerProcess:
             with suppress(BaseException):
                 await reader
             raise
+        finally:
+            _running_groups.discard(process.pid)
         return Exit(returncode, stopped_by, _tail(self.stderr_path))
 
     async def _read(self, process: asyncio.subprocess.Process, on_line: LineHandler) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dramatiq
 import msgspec
 
 from aiplatform import training_queue
@@ -36,7 +37,13 @@ from aiplatform.model_registration import register_model
 from aiplatform.monitoring.devices import assign, release
 from aiplatform.monitoring.usage import gpu_usage
 from aiplatform.workers.resources import WorkerResources
-from aiplatform.workers.trainer_process import Exit, TrainerProcess, Usage, launch_plan
+from aiplatform.workers.trainer_process import (
+    Exit,
+    TrainerProcess,
+    Usage,
+    launch_plan,
+    stop_trainers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,19 @@ FLUSH_INTERVAL_S = 0.5
 # often its last step is retried.
 _MODEL_NAMESPACE = uuid.UUID("5b0c2f57-6d1c-4d8e-9d3e-3f1f8a0c9e21")
 WORKER_ACTOR = "system:training-worker"
+
+
+class StopTrainersOnShutdown(dramatiq.Middleware):
+    """A worker process told to stop (SIGTERM: a deploy, a scale-down, a drained node) asks
+    its trainers to save a checkpoint and stop while Dramatiq waits for its threads
+    (`--shutdown-timeout`); each job is then retried, and another worker resumes it from that
+    checkpoint instead of waiting out the heartbeat timeout and losing the steps since the last
+    periodic one."""
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        asked = stop_trainers()
+        if asked:
+            log.info("asked %d trainer(s) to checkpoint and stop", asked)
 
 
 class RetryableTrainingError(Exception):
