@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     catalog.add_argument("--directory", type=Path, default=Path("events"))
     commands.add_parser("migrate", help="apply the event store migrations and install read models")
+    commands.add_parser("openapi", help="print the API's OpenAPI schema (JSON) without a server")
     return parser
 
 
@@ -100,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from aiplatform.eventstore.catalog import run_command
 
                 return run_command(arguments.directory, arguments.check)
+            case "openapi":
+                return run_openapi(settings)
             case "create-admin":
                 return run_create_admin(
                     settings, arguments.username, arguments.password, arguments.email
@@ -133,6 +136,17 @@ def run_migrate(settings: Settings) -> int:
 
     installed = asyncio.run(install_read_models())
     print(f"event store migrated; read models installed: {', '.join(installed) or 'none new'}")
+    return 0
+
+
+def run_openapi(settings: Settings) -> int:
+    """The web UI's API types are generated from this, so it must not need a running server."""
+    import json
+
+    from aiplatform.api.app import create_app
+
+    schema = create_app(settings).openapi_schema.to_schema()
+    print(json.dumps(schema, indent=2, sort_keys=True))
     return 0
 
 

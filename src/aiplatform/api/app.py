@@ -33,6 +33,7 @@ from aiplatform.api.services import Services
 from aiplatform.api.streams import streams_router
 from aiplatform.api.training import training_router
 from aiplatform.api.users import users_router
+from aiplatform.api.web import web_routes
 from aiplatform.auth.accounts import Accounts
 from aiplatform.auth.permissions import PUBLIC
 from aiplatform.auth.rate_limit import LoginRateLimiter
@@ -152,7 +153,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
     )
     return Litestar(
-        route_handlers=[api, health, ready],
+        route_handlers=[api, health, ready, *web_routes()],
         guards=[permission_guard],
         lifespan=[lifespan],
         middleware=[request_id_middleware],

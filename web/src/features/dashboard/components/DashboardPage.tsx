@@ -1,0 +1,129 @@
+import { useQueryClient } from "@tanstack/react-query";
+import { Link } from "react-router";
+import type { GpuStatus } from "../../../api/types";
+import { ErrorMessage, Loading } from "../../../components/Feedback";
+import { LineChart } from "../../../components/LineChart";
+import { formatBytes, formatTime } from "../../../lib/format";
+import { useLiveChannel, useLiveEvents } from "../../../lib/useLive";
+import { useModels } from "../../models/api/models";
+import { useNotifications } from "../../notifications/api/notifications";
+import { NotificationItem } from "../../notifications/components/NotificationItem";
+import { useProjects } from "../../projects/api/projects";
+import { useJobs } from "../../training/api/training";
+import { JobTable } from "../../training/components/JobTable";
+import { useGpuStatus } from "../api/gpu";
+
+function Gpus({ status }: { status: GpuStatus }) {
+  if (!status.available || status.gpus.length === 0) {
+    return (
+      <div className="card">
+        <h2>No GPU on this worker</h2>
+        <p className="muted">{status.reason ?? "No NVIDIA GPU was found; jobs train on the CPU."}</p>
+        <ul className="cards">
+          {status.workers.map((worker) => (
+            <li key={`${worker.host}:${worker.pid}`} className="stat">
+              <strong>
+                {worker.host} · {worker.queues.join(", ")}
+              </strong>
+              <span>CPU {worker.cpu_percent.toFixed(0)}%</span>
+              <span>
+                Memory {formatBytes(worker.host_memory_used)} of {formatBytes(worker.host_memory_total)}
+              </span>
+            </li>
+          ))}
+        </ul>
+      </div>
+    );
+  }
+  return (
+    <ul className="cards">
+      {status.gpus.map((gpu) => {
+        const history = status.history?.find((h) => h.host === gpu.host && h.index === gpu.index);
+        const x = history?.times.map((t) => Date.parse(t) / 1000) ?? [];
+        return (
+          <li key={`${gpu.host}:${gpu.index}`} className="card">
+            <h2>
+              GPU {gpu.index} · {gpu.name ?? "unknown"} <small className="muted">{gpu.host}</small>
+            </h2>
+            <p>
+              {gpu.utilization ?? "–"}% busy · {formatBytes(gpu.memory_used)} of {formatBytes(gpu.memory_total)} · {gpu.temperature ?? "–"} °C
+              {gpu.job_id && (
+                <>
+                  {" "}· <Link to={`/jobs/${gpu.job_id}`}>job</Link>
+                </>
+              )}
+            </p>
+            {history && (
+              <>
+                <LineChart title="Utilisation %" x={x} xTime height={120} yRange={[0, 100]} series={[{ label: "util", color: "#3451b2", values: history.utilization }]} />
+                <LineChart
+                  title="Memory used (GB)"
+                  x={x}
+                  xTime
+                  height={120}
+                  series={[{ label: "memory", color: "#2b8a3e", values: history.memory_used.map((v) => (v === null ? null : v / 1e9)) }]}
+                />
+                <LineChart title="Temperature °C" x={x} xTime height={120} series={[{ label: "temp", color: "#d9480f", values: history.temperature }]} />
+              </>
+            )}
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
+export function DashboardPage() {
+  const client = useQueryClient();
+  useLiveChannel("gpu");
+  // Each GPU sample on the stream brings the status and history up to date.
+  useLiveEvents((event) => {
+    if (event.kind === "gpu") void client.invalidateQueries({ queryKey: ["gpu"] });
+  });
+  const gpu = useGpuStatus();
+  const running = useJobs({ status: "running" });
+  const queued = useJobs({ status: "pending" });
+  const projects = useProjects({ status: "active" });
+  const models = useModels();
+  const notifications = useNotifications();
+
+  return (
+    <section>
+      <h1>Dashboard</h1>
+      <ul className="counts">
+        <li>
+          <Link to="/projects">
+            <strong>{projects.data?.meta.total ?? "–"}</strong> active projects
+          </Link>
+        </li>
+        <li>
+          <Link to="/jobs?status=running">
+            <strong>{running.data?.meta.total ?? "–"}</strong> running jobs
+          </Link>
+        </li>
+        <li>
+          <Link to="/jobs?status=pending">
+            <strong>{queued.data?.meta.total ?? "–"}</strong> queued jobs
+          </Link>
+        </li>
+        <li>
+          <Link to="/models">
+            <strong>{models.data?.meta.total ?? "–"}</strong> models
+          </Link>
+        </li>
+      </ul>
+      <h2>Compute</h2>
+      <ErrorMessage error={gpu.error} />
+      {gpu.data ? <Gpus status={gpu.data} /> : <Loading what="GPU status" />}
+      <h2>Running and queued jobs</h2>
+      <JobTable jobs={[...(running.data?.items ?? []), ...(queued.data?.items ?? [])]} />
+      <h2>Recent notifications</h2>
+      <ul className="notifications">
+        {notifications.data?.items.slice(0, 5).map((n) => (
+          <NotificationItem key={n.id} notification={n} time={formatTime(n.created_at)} />
+        ))}
+      </ul>
+      {notifications.data?.items.length === 0 && <p className="empty">No notifications.</p>}
+    </section>
+  );
+}

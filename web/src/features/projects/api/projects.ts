@@ -1,0 +1,73 @@
+import { keepPreviousData, queryOptions, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { request, requestPage } from "../../../api/client";
+import type { HistoryEvent, Project, ProjectCreate, ProjectUpdate } from "../../../api/types";
+
+export interface ProjectFilters {
+  q?: string;
+  status?: string;
+  tag?: string;
+  page?: number;
+  limit?: number;
+}
+
+export const projectsQuery = (filters: ProjectFilters) =>
+  queryOptions({
+    queryKey: ["projects", "list", filters],
+    queryFn: () => requestPage<Project>("/projects", { query: { limit: 20, ...filters } }),
+    placeholderData: keepPreviousData,
+  });
+
+export const projectQuery = (id: string) =>
+  queryOptions({ queryKey: ["projects", id], queryFn: () => request<Project>(`/projects/${id}`) });
+
+export const projectHistoryQuery = (id: string) =>
+  queryOptions({
+    queryKey: ["projects", id, "history"],
+    queryFn: () => requestPage<HistoryEvent>(`/projects/${id}/history`, { query: { limit: 100 } }),
+  });
+
+export function useProjects(filters: ProjectFilters) {
+  return useQuery(projectsQuery(filters));
+}
+
+export function useProject(id: string) {
+  return useQuery(projectQuery(id));
+}
+
+export function useProjectHistory(id: string) {
+  return useQuery(projectHistoryQuery(id));
+}
+
+function useProjectMutation<Input, Output>(fn: (input: Input) => Promise<Output>) {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: fn,
+    onSuccess: () => client.invalidateQueries({ queryKey: ["projects"] }),
+  });
+}
+
+export function useCreateProject() {
+  return useProjectMutation((input: ProjectCreate) => request<Project>("/projects", { method: "POST", body: input }));
+}
+
+export function useUpdateProject(id: string) {
+  return useProjectMutation((input: ProjectUpdate) => request<Project>(`/projects/${id}`, { method: "PUT", body: input }));
+}
+
+export function useArchiveProject(id: string) {
+  return useProjectMutation(() => request<Project>(`/projects/${id}/archive`, { method: "POST" }));
+}
+
+export function useDeleteProject(id: string) {
+  return useProjectMutation(() => request<unknown>(`/projects/${id}`, { method: "DELETE" }));
+}
+
+export function useGrantMember(id: string) {
+  return useProjectMutation((input: { user_id: string; role: string }) =>
+    request<Project>(`/projects/${id}/members`, { method: "POST", body: input }),
+  );
+}
+
+export function useRevokeMember(id: string) {
+  return useProjectMutation((userId: string) => request<Project>(`/projects/${id}/members/${userId}`, { method: "DELETE" }));
+}
