@@ -395,6 +395,41 @@ async def test_a_viewer_of_one_project_is_refused_the_job_of_another_and_told_wh
     assert not [m for m in received if job_b in json.dumps(m.data)]
 
 
+async def test_a_member_removed_from_a_project_sees_that_then_the_stream_closes(
+    live: Live, client: Client, commands: CommandHandler, admin_id: str
+) -> None:
+    member_id, username, password = await make_user(client)
+    member = await login(client, username, password)
+    project = await new_project(client)
+    granted = await client.post(
+        f"/api/v2/projects/{project}/members", json={"user_id": member_id, "role": "viewer"}
+    )
+    assert granted.status_code == 200, granted.text
+    job = await submit(commands, project, admin_id)
+
+    async with (
+        stream(live, member, f"job:{job}") as of_job,
+        stream(live, member, f"project:{project}") as of_project,
+        stream(live, member, "gpu") as unrelated,
+    ):
+        removed = await client.delete(f"/api/v2/projects/{project}/members/{member_id}")
+        assert removed.status_code in (200, 204), removed.text
+        seen = await of_project.until("MemberRevoked")
+        assert seen[-1].data["data"]["user_id"] == member_id
+        # The job's events come after the revocation: the member must not see them.
+        await start(commands, job)
+        for closed in (of_project, of_job):
+            with pytest.raises(AssertionError, match="the stream ended"):
+                await closed.quiet(WAIT_S)
+            assert any("your access changed" in comment for comment in closed.comments)
+        # A stream that depended on nothing revoked stays open.
+        assert not [c for c in unrelated.comments if "access" in c]
+
+    for channels in (f"project:{project}", f"job:{job}"):
+        answer = await refused(live, member, channels)
+        assert answer.status_code == 404, answer.text
+
+
 async def test_heartbeats_keep_an_idle_stream_alive(live: Live, client: Client) -> None:
     _, username, password = await make_user(client)
     async with stream(live, await login(client, username, password), "notifications") as idle:
@@ -489,11 +524,11 @@ async def test_a_client_too_slow_to_keep_up_is_dropped_rather_than_queued_withou
         load_read_model("notifications"),
         queue_limit=2,
     )
-    slow = feed.subscribe("someone", ["gpu"])
+    slow = feed.subscribe("someone", False, ["gpu"])
     sample = {"type": "message", "channel": feed.gpu_channel.encode(), "data": b"{}"}
     for _ in range(3):
         feed._on_message(sample)
-    assert slow.dropped
+    assert slow.closed_because is not None
     assert feed.subscriber_count == 0
     assert await slow.take() == []
     await feed.redis.aclose()

@@ -76,7 +76,7 @@ async def stream_events(
             detail="live streams are unavailable: this server cannot reach Redis; retry shortly",
             extra={"retry_after": RETRY_AFTER_S},
         )
-    live = LiveStream(feed, principal.user_id, wanted, resume)
+    live = LiveStream(feed, principal, wanted, resume)
     return Stream(
         live.messages(),
         media_type="text/event-stream",
@@ -135,9 +135,16 @@ class LiveStream:
     """One client's stream. It subscribes when the response starts, so a request that never
     gets that far holds nothing."""
 
-    def __init__(self, feed: StreamFeed, user_id: str, channels: list[str], resume: Cursor | None):
+    def __init__(
+        self,
+        feed: StreamFeed,
+        principal: Principal,
+        channels: list[str],
+        resume: Cursor | None,
+    ):
         self.feed = feed
-        self.user_id = user_id
+        self.user_id = principal.user_id
+        self.is_admin = principal.is_admin
         self.channels = channels
         self.resume = resume
         self.subscriber: Subscriber | None = None
@@ -146,7 +153,7 @@ class LiveStream:
         """What was missed (on resume), then live messages (and the feed's heartbeats), each
         exactly once. Leaving, however it happens, releases the subscription."""
         feed = self.feed
-        subscriber = self.subscriber = feed.subscribe(self.user_id, self.channels)
+        subscriber = self.subscriber = feed.subscribe(self.user_id, self.is_admin, self.channels)
         try:
             yield opening()
             last = self.resume
@@ -156,9 +163,6 @@ class LiveStream:
                 last = max(self.resume, subscriber.start)
             while True:
                 items = await subscriber.take()
-                if subscriber.dropped:
-                    yield closing("too far behind: reconnect with Last-Event-ID")
-                    return
                 chunk = bytearray()
                 for cursor, data in items:
                     if cursor is not None:
@@ -168,6 +172,9 @@ class LiveStream:
                     chunk += data
                 if chunk:
                     yield bytes(chunk)
+                if subscriber.closed_because is not None:
+                    yield closing(subscriber.closed_because)
+                    return
         finally:
             await self.close()
 

@@ -52,12 +52,15 @@ from aiplatform.streams.history import (
     notifications_between,
     read_events,
 )
+from aiplatform.streams.revocation import REVOKED, revoked_viewers
 
 log = logging.getLogger(__name__)
 
 Item = tuple[Cursor | None, bytes]  # (the cursor of its event, None for a GPU sample; frames)
 
 HEARTBEAT_S = 15.0
+TOO_FAR_BEHIND = "too far behind: reconnect with Last-Event-ID"
+SHUTTING_DOWN = "the server is shutting down: reconnect with Last-Event-ID"
 POLL_S = 1.0
 QUEUE_LIMIT = 512
 BATCH_SIZE = 500
@@ -72,15 +75,35 @@ class Subscriber:
     A bare future wakes the client: with a thousand clients per event, an `asyncio.Event` and
     a timeout per wait cost several times the rest of a delivery (measured)."""
 
-    __slots__ = ("_items", "_waiter", "channels", "dropped", "lane", "limit", "start", "user_id")
+    __slots__ = (
+        "_items",
+        "_waiter",
+        "channels",
+        "closed_because",
+        "is_admin",
+        "lane",
+        "limit",
+        "start",
+        "user_id",
+    )
 
-    def __init__(self, user_id: str, channels: list[str], start: Cursor, limit: int, lane: Lane):
+    def __init__(
+        self,
+        user_id: str,
+        is_admin: bool,
+        channels: list[str],
+        start: Cursor,
+        limit: int,
+        lane: Lane,
+    ):
         self.user_id = user_id
+        self.is_admin = is_admin
         self.lane = lane
         self.channels = channels
         self.start = start
         self.limit = limit
-        self.dropped = False
+        # Why the feed closed the stream; None while it is open.
+        self.closed_because: str | None = None
         self._items: deque[Item] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
@@ -92,9 +115,11 @@ class Subscriber:
         self._wake()
         return True
 
-    def drop(self) -> None:
-        self.dropped = True
-        self._items.clear()
+    def close(self, reason: str, *, discard: bool) -> None:
+        """Ends the stream after what is queued, or at once (`discard`)."""
+        self.closed_because = reason
+        if discard:
+            self._items.clear()
         self._wake()
 
     def _wake(self) -> None:
@@ -103,8 +128,8 @@ class Subscriber:
             waiter.set_result(None)
 
     async def take(self) -> list[Item]:
-        """Everything queued, once there is something (or the subscriber was dropped)."""
-        if not self._items and not self.dropped:
+        """Everything queued, once there is something (or the stream was closed)."""
+        if not self._items and self.closed_because is None:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -154,7 +179,7 @@ class Lane:
         if not subscriber.put(item):
             log.info("dropped a live stream %d messages behind", subscriber.limit)
             self.remove(subscriber)
-            subscriber.drop()
+            subscriber.close(TOO_FAR_BEHIND, discard=True)
 
     async def pump(self) -> None:
         feed = self.feed
@@ -230,6 +255,11 @@ class Lane:
                     frames[subscriber] = frames.get(subscriber, b"") + note.frame
             for subscriber, data in frames.items():
                 self.deliver(subscriber, (event.cursor, data))
+            # After its own frame: a member removed from a project sees that, then nothing.
+            subscribed = {s for subscribers in self.subscribers.values() for s in subscribers}
+            for subscriber in revoked_viewers(event.event, subscribed, projects.get):
+                self.remove(subscriber)
+                subscriber.close(REVOKED, discard=False)
 
 
 class StreamFeed:
@@ -264,6 +294,13 @@ class StreamFeed:
         self._lanes = (self._fast, self._notified)
         self._tasks: list[asyncio.Task[None]] = []
 
+    def follow(self, notifications: ReadModel) -> None:
+        """Moves to the version of the notifications read model that was switched in after a
+        rebuild; its checkpoint is at or past the retired one's, so no notification is lost."""
+        self.checkpoint = notifications.checkpoint
+        self.notifications_table = notifications.table("notifications")
+        self._notified.follows = self.checkpoint
+
     # Lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -291,17 +328,17 @@ class StreamFeed:
         for lane in self._lanes:
             for subscribers in lane.subscribers.values():
                 for subscriber in subscribers:
-                    subscriber.drop()
+                    subscriber.close(SHUTTING_DOWN, discard=True)
             lane.subscribers.clear()
         await self.redis.aclose()
 
     # Clients ----------------------------------------------------------------------------------
 
-    def subscribe(self, user_id: str, channels: list[str]) -> Subscriber:
+    def subscribe(self, user_id: str, is_admin: bool, channels: list[str]) -> Subscriber:
         """`channels` as clients name them; `notifications` is the caller's own."""
         lane = self._notified if NOTIFICATIONS in channels else self._fast
         internal = [user_channel(user_id) if c == NOTIFICATIONS else c for c in channels]
-        subscriber = Subscriber(user_id, internal, lane.cursor, self.queue_limit, lane)
+        subscriber = Subscriber(user_id, is_admin, internal, lane.cursor, self.queue_limit, lane)
         lane.add(subscriber)
         return subscriber
 
