@@ -25,6 +25,7 @@ class ProjectionLag(msgspec.Struct, frozen=True, kw_only=True):
 
     read_model: str
     version: str
+    generation: int
     state: str  # active, building (a rebuild beside the active one) or retired
     events_applied: int
     events_behind: int
@@ -56,10 +57,10 @@ class LogCounts(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _LAG_SQL = """
-SELECT v.read_model, v.version, v.state, c.events_applied, c.updated_at,
+SELECT v.read_model, v.version, v.generation, v.state, c.events_applied, c.updated_at,
        behind.events, extract(epoch FROM now() - behind.oldest)::float8 AS seconds
   FROM read_model_versions v
-  JOIN projection_checkpoints c ON c.projection = v.read_model || ':' || v.version
+  JOIN projection_checkpoints c ON c.projection = v.checkpoint
  CROSS JOIN LATERAL (
        SELECT count(*) AS events, min(e.recorded_at) AS oldest
          FROM events e
@@ -90,6 +91,7 @@ async def projection_lags(
         ProjectionLag(
             read_model=row["read_model"],
             version=row["version"],
+            generation=row["generation"],
             state=row["state"],
             events_applied=row["events_applied"],
             events_behind=row["events"],

@@ -12,6 +12,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme
 
 from aiplatform import __version__
+from aiplatform.api.active_read_models import ActiveReadModels, use_read_models
 from aiplatform.api.admin import admin_router
 from aiplatform.api.audit import audit_router
 from aiplatform.api.auth import auth_router
@@ -43,7 +44,7 @@ from aiplatform.cache import Cache, connect, connect_for_waiting, key_prefix
 from aiplatform.commands import CommandHandler
 from aiplatform.config import Settings
 from aiplatform.eventstore.store import EventStore, create_pool
-from aiplatform.projectors.read_models import install, load_read_model
+from aiplatform.projectors.read_models import active_read_models, install, load_read_model
 from aiplatform.projectors.registry import all_projectors
 from aiplatform.queries.datasets import DatasetQueries
 from aiplatform.queries.experiments import ExperimentQueries
@@ -106,6 +107,8 @@ async def start_services(settings: Settings) -> Services:
             load_read_model("notifications"),
         ),
     )
+    # Readers use the active versions, which a rebuild may have left behind this code's.
+    use_read_models(services, await active_read_models(pool))
     waker.start()
     await services.streams.start()
     warmed = await services.projects.warm_cache()
@@ -126,9 +129,12 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.services = await start_services(settings)
+        following = ActiveReadModels(app.state.services)
+        following.start()
         try:
             yield
         finally:
+            await following.stop()
             await stop_services(app.state.services)
 
     api = Router(

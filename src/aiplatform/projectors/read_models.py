@@ -6,7 +6,9 @@ while the previous version's tables stay untouched.
 state: `active` (what readers use; one per read model), `building` (installed beside the active
 one, filled from the log until it catches up and is switched in) or `retired` (switched out,
 still projected until its schema is dropped after a grace period, so a reader that has not
-yet moved to the new version still reads fresh data).
+yet moved to the new version still reads fresh data). A version can have several generations:
+copies of the same DDL, each filled from the log on its own (`aiplatform replay` builds a new
+generation beside the one serving, then switches).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ PROJECTIONS_DIR_ENV = "AIPLATFORM_PROJECTIONS_DIR"
 class ReadModel:
     name: str
     ddl: str
+    generation: int = 0
 
     @property
     def version(self) -> str:
@@ -38,11 +41,13 @@ class ReadModel:
 
     @property
     def schema(self) -> str:
-        return f"rm_{self.name}_{self.version}"
+        suffix = f"_g{self.generation}" if self.generation else ""
+        return f"rm_{self.name}_{self.version}{suffix}"
 
     @property
     def checkpoint(self) -> str:
-        return f"{self.name}:{self.version}"
+        suffix = f".g{self.generation}" if self.generation else ""
+        return f"{self.name}:{self.version}{suffix}"
 
     def table(self, table: str) -> str:
         """A schema-qualified table name; both parts come from code, never from input."""
@@ -71,48 +76,69 @@ def load_read_model(name: str) -> ReadModel:
 
 async def install(connection: asyncpg.Connection, read_model: ReadModel) -> bool:
     """Creates the version's schema, tables and checkpoint unless they exist, and records it:
-    active when its read model has no active version yet, otherwise building (a retired
-    version installed again resumes from its checkpoint). Returns whether it created the
-    tables. Safe against concurrent installers (advisory lock per read model)."""
+    active when its read model has no active version yet, otherwise building (a retired copy
+    installed again resumes from its checkpoint). Nothing happens when a generation of this
+    version is active or building already. Returns whether it created the tables. Safe against
+    concurrent installers (advisory lock per read model)."""
     async with connection.transaction():
-        await connection.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))", f"read-model:{read_model.name}"
-        )
-        state = await connection.fetchval(
-            "SELECT state FROM read_model_versions WHERE read_model = $1 AND version = $2",
+        await lock_read_model(connection, read_model.name)
+        current = await connection.fetch(
+            "SELECT version, state FROM read_model_versions "
+            "WHERE read_model = $1 AND state IN ('active', 'building')",
             read_model.name,
-            read_model.version,
         )
-        if state in ("active", "building"):
+        if any(row["version"] == read_model.version for row in current):
             return False
-        has_active = await connection.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM read_model_versions "
-            "WHERE read_model = $1 AND state = 'active')",
-            read_model.name,
+        has_active = any(row["state"] == "active" for row in current)
+        return await _install_copy(connection, read_model, "building" if has_active else "active")
+
+
+async def install_generation(connection: asyncpg.Connection, of: ReadModel) -> ReadModel:
+    """A new, empty copy of the version `of`, recorded as building beside it."""
+    async with connection.transaction():
+        await lock_read_model(connection, of.name)
+        latest = await connection.fetchval(
+            "SELECT max(generation) FROM read_model_versions "
+            "WHERE read_model = $1 AND version = $2",
+            of.name,
+            of.version,
         )
-        exists = await connection.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", read_model.schema
-        )
-        if not exists:
-            await _create_tables(connection, read_model)
-        # Tables and checkpoint always match: both are written in the projector's transactions,
-        # so existing tables are a consistent prefix of the log and resume from their checkpoint.
-        await connection.execute(
-            "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
-            read_model.checkpoint,
-        )
-        new_state = "building" if has_active else "active"
-        await connection.execute(
-            "INSERT INTO read_model_versions (read_model, version, ddl, state, activated_at) "
-            "VALUES ($1, $2, $3, $4, CASE WHEN $4 = 'active' THEN now() END) "
-            "ON CONFLICT (read_model, version) DO UPDATE SET state = excluded.state, "
-            "activated_at = excluded.activated_at, retired_at = NULL",
-            read_model.name,
-            read_model.version,
-            read_model.ddl,
-            new_state,
-        )
-        return not exists
+        copy = ReadModel(name=of.name, ddl=of.ddl, generation=(latest or 0) + 1)
+        await _install_copy(connection, copy, "building")
+        return copy
+
+
+async def lock_read_model(connection: asyncpg.Connection, name: str) -> None:
+    """Serialises the changes of one read model's versions, until the transaction ends."""
+    await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"read-model:{name}")
+
+
+async def _install_copy(connection: asyncpg.Connection, read_model: ReadModel, state: str) -> bool:
+    exists = await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", read_model.schema
+    )
+    if not exists:
+        await _create_tables(connection, read_model)
+    # Tables and checkpoint always match: both are written in the projector's transactions,
+    # so existing tables are a consistent prefix of the log and resume from their checkpoint.
+    await connection.execute(
+        "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
+        read_model.checkpoint,
+    )
+    await connection.execute(
+        "INSERT INTO read_model_versions "
+        "(read_model, version, generation, checkpoint, ddl, state, activated_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 = 'active' THEN now() END) "
+        "ON CONFLICT (checkpoint) DO UPDATE SET state = excluded.state, "
+        "activated_at = excluded.activated_at, retired_at = NULL",
+        read_model.name,
+        read_model.version,
+        read_model.generation,
+        read_model.checkpoint,
+        read_model.ddl,
+        state,
+    )
+    return not exists
 
 
 async def _create_tables(connection: asyncpg.Connection, read_model: ReadModel) -> None:
@@ -132,13 +158,15 @@ async def installed_versions(
     database: asyncpg.Connection | asyncpg.Pool, states: tuple[str, ...] = ("active",)
 ) -> list[InstalledVersion]:
     rows = await database.fetch(
-        "SELECT read_model, ddl, state, installed_at, activated_at, retired_at "
+        "SELECT read_model, ddl, generation, state, installed_at, activated_at, retired_at "
         "FROM read_model_versions WHERE state = ANY($1::text[]) ORDER BY read_model, installed_at",
         list(states),
     )
     return [
         InstalledVersion(
-            read_model=ReadModel(name=row["read_model"], ddl=row["ddl"]),
+            read_model=ReadModel(
+                name=row["read_model"], ddl=row["ddl"], generation=row["generation"]
+            ),
             state=row["state"],
             installed_at=row["installed_at"],
             activated_at=row["activated_at"],
@@ -172,13 +200,9 @@ async def activate(connection: asyncpg.Connection, read_model: ReadModel) -> boo
     up with the log: the active version becomes retired, this one active. Returns whether it
     switched."""
     async with connection.transaction():
-        await connection.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))", f"read-model:{read_model.name}"
-        )
+        await lock_read_model(connection, read_model.name)
         state = await connection.fetchval(
-            "SELECT state FROM read_model_versions WHERE read_model = $1 AND version = $2",
-            read_model.name,
-            read_model.version,
+            "SELECT state FROM read_model_versions WHERE checkpoint = $1", read_model.checkpoint
         )
         if state != "building":
             return False
@@ -191,9 +215,8 @@ async def activate(connection: asyncpg.Connection, read_model: ReadModel) -> boo
         )
         await connection.execute(
             "UPDATE read_model_versions SET state = 'active', activated_at = now() "
-            "WHERE read_model = $1 AND version = $2",
-            read_model.name,
-            read_model.version,
+            "WHERE checkpoint = $1",
+            read_model.checkpoint,
         )
         return True
 
@@ -205,16 +228,12 @@ async def drop_retired(connection: asyncpg.Connection, *, grace_s: float) -> lis
     for version in await installed_versions(connection, ("retired",)):
         read_model = version.read_model
         async with connection.transaction():
-            await connection.execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1))", f"read-model:{read_model.name}"
-            )
+            await lock_read_model(connection, read_model.name)
             # Checked again under the lock: an installer may have brought it back meanwhile.
             removed = await connection.fetchval(
-                "DELETE FROM read_model_versions WHERE read_model = $1 AND version = $2 "
-                "AND state = 'retired' AND retired_at < now() - make_interval(secs => $3) "
-                "RETURNING version",
-                read_model.name,
-                read_model.version,
+                "DELETE FROM read_model_versions WHERE checkpoint = $1 AND state = 'retired' "
+                "AND retired_at <= now() - make_interval(secs => $2) RETURNING version",
+                read_model.checkpoint,
                 grace_s,
             )
             if removed is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import asyncpg
 
@@ -22,11 +22,13 @@ from aiplatform.eventstore.store import record_from_row
 from aiplatform.projectors.read_models import ReadModel
 from aiplatform.streams.heads import Head, publish_head
 
+# `state`: the version's (read_model_versions); NULL for a read model installed without one.
 _LOCK_CHECKPOINT_SQL = """
-SELECT last_transaction_id::text AS last_transaction_id, last_global_position,
-       pg_snapshot_xmin(pg_current_snapshot())::text AS horizon
-  FROM projection_checkpoints WHERE projection = $1
-   FOR UPDATE SKIP LOCKED
+SELECT c.last_transaction_id::text AS last_transaction_id, c.last_global_position,
+       pg_snapshot_xmin(pg_current_snapshot())::text AS horizon,
+       (SELECT v.state FROM read_model_versions v WHERE v.checkpoint = $1) AS state
+  FROM projection_checkpoints c WHERE c.projection = $1
+   FOR UPDATE OF c SKIP LOCKED
 """
 # Events of other types are read too (without their data) so that the checkpoint moves past
 # them: otherwise every run would rescan them.
@@ -59,6 +61,17 @@ class Projector(Protocol):
         """Invalidates cached reads and publishes change messages; runs only after commit."""
 
 
+@runtime_checkable
+class SetWiseProjector(Projector, Protocol):
+    """A projector that can also apply a whole batch with a few set-wise statements (fold in
+    Python, then write each table once). Rebuilds use it: row-by-row writes cost a round trip
+    per event, several times the cost of reading and decoding the event."""
+
+    async def apply_batch(
+        self, connection: asyncpg.Connection, events: Sequence[RecordedEvent]
+    ) -> None: ...
+
+
 BeforeCommit = Callable[[Sequence[RecordedEvent]], Awaitable[None]]
 
 
@@ -69,9 +82,15 @@ async def project_batch(
     *,
     batch_size: int = 500,
     before_commit: BeforeCommit | None = None,
+    set_wise: bool = False,
 ) -> int | None:
     """Applies one batch. Returns how many events it read (0: caught up), or None when another
-    worker holds this read model."""
+    worker holds this read model. `set_wise` applies it with `apply_batch` where the projector
+    has one.
+
+    Only the active version of a read model publishes (cache refreshes, change messages, its
+    head for live streams): a version being built replays old history, and a retired one is
+    read by nobody who subscribes."""
     async with pool.acquire() as connection, connection.transaction():
         checkpoint = await connection.fetchrow(
             _LOCK_CHECKPOINT_SQL, projector.read_model.checkpoint
@@ -89,8 +108,11 @@ async def project_batch(
         if not rows:
             return 0
         applied = [record_from_row(row) for row in rows if row["data"] is not None]
-        for event in applied:
-            await projector.apply(connection, event)
+        if set_wise and isinstance(projector, SetWiseProjector):
+            await projector.apply_batch(connection, applied)
+        else:
+            for event in applied:
+                await projector.apply(connection, event)
         last = rows[-1]
         await connection.execute(
             _ADVANCE_SQL,
@@ -101,6 +123,8 @@ async def project_batch(
         )
         if before_commit is not None:
             await before_commit(applied)
+    if checkpoint["state"] not in (None, "active"):
+        return len(rows)
     if applied:
         await projector.after_commit(cache, applied)
     # Live streams read the log up to here: all of it is committed, nothing can appear before.

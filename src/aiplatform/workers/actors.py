@@ -8,7 +8,7 @@ import dramatiq
 
 from aiplatform.domain.jobs import MAX_ATTEMPTS, MAX_TIME_LIMIT_S
 from aiplatform.inference.replies import RUN_INFERENCE
-from aiplatform.projectors.runner import catch_up
+from aiplatform.projectors.rebuild import worker_read_models
 from aiplatform.training_queue import RETRY_MAX_BACKOFF_MS, RETRY_MIN_BACKOFF_MS, RUN_TRAINING_JOB
 from aiplatform.workers.broker import PROJECT_READ_MODELS
 from aiplatform.workers.datasets import REPORT_QUALITY, report_quality
@@ -40,16 +40,14 @@ async def report_dataset_quality(dataset_id: str, version: str) -> None:
     actor_name=PROJECT_READ_MODELS, queue_name="projector", max_retries=0, time_limit=300_000
 )
 async def project_read_models() -> None:
-    """Catches every read model up. Safe to run twice at once: the checkpoint lock lets one in."""
+    """Catches every read model up (and starts building changed ones beside them). Safe to run
+    twice at once: the checkpoint lock lets one in."""
     resources = await worker_resources()
     await resources.cache.delete(wake_gate_key(resources.cache))
-    for projector in resources.projectors:
-        await catch_up(
-            resources.pool,
-            projector,
-            resources.cache,
-            batch_size=resources.settings.projector_batch_size,
-        )
+    read_models = worker_read_models(
+        resources.pool, resources.cache, resources.settings.projector_batch_size
+    )
+    await read_models.project_live()
 
 
 def _worth_retrying(retries: int, error: BaseException) -> bool:
