@@ -3,12 +3,19 @@ events, page by page."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from tests.conftest import login, make_user
+
+from aiplatform.commands import CommandHandler
+from aiplatform.domain import jobs
+from aiplatform.domain.jobs import JobCheckpointed
+from conftest import login, make_user
+from test_jobs_read import Run, commands, submit  # noqa: F401  (`commands` is a fixture)
+from test_models import register, safetensors_bytes
 
 Client = AsyncTestClient[Litestar]
 
@@ -106,3 +113,142 @@ async def test_as_of_needs_the_same_access_as_the_present(
     )
     assert response.status_code == 404
     assert "did not exist yet" not in response.json()["error"]
+
+
+async def _as_of(client: Client, path: str, as_of: object) -> dict[str, Any]:
+    response = await client.get(path, params={"as_of": str(as_of)})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_an_experiment_as_of_and_its_history(client: Client) -> None:
+    project = await _project(client, "lab")
+    created = await client.post(
+        "/api/v2/experiments", json={"project_id": project["id"], "name": "baseline"}
+    )
+    assert created.status_code == 201, created.text
+    path = f"/api/v2/experiments/{created.json()['data']['id']}"
+    renamed = await client.put(path, json={"name": "baseline, tuned"})
+    assert renamed.status_code == 200, renamed.text
+
+    then = await _as_of(client, path, created.json()["meta"]["position"])
+    later = await _as_of(client, path, renamed.json()["meta"]["position"])
+    first_page = await _history(client, path, limit=1)
+    second_page = await _history(client, path, limit=1, page=2)
+
+    assert then["data"]["name"] == "baseline"
+    assert later["data"]["name"] == "baseline, tuned"
+    assert first_page["meta"] == {"total": 2, "page": 1, "limit": 1, "has_more": True}
+    assert [e["type"] for e in first_page["data"] + second_page["data"]] == [
+        "ExperimentCreated",
+        "ExperimentUpdated",
+    ]
+
+
+async def test_a_dataset_as_of_its_first_version_and_its_history(client: Client) -> None:
+    project = await _project(client, "data")
+    created = await client.post(
+        "/api/v2/datasets",
+        data={"project_id": project["id"], "name": "churn"},
+        files={"file": ("d.csv", b"id,label\n1,a\n", "text/csv")},
+    )
+    assert created.status_code == 201, created.text
+    path = f"/api/v2/datasets/{created.json()['data']['id']}"
+    second = await client.post(
+        f"{path}/versions", files={"file": ("d.csv", b"id,label\n1,a\n2,b\n", "text/csv")}
+    )
+    assert second.status_code == 201, second.text
+
+    then = await _as_of(client, path, created.json()["meta"]["position"])
+    now = await _as_of(client, path, second.json()["meta"]["position"])
+    history = await _history(client, path)
+
+    assert [v["version"] for v in then["data"]["versions"]] == ["v1"]
+    assert [v["version"] for v in now["data"]["versions"]] == ["v1", "v2"]
+    assert then["data"]["latest_version"] == "v1"
+    assert [e["type"] for e in history["data"]][:2] == ["DatasetCreated", "DatasetVersionCommitted"]
+
+
+async def test_a_model_as_of_before_its_promotion_and_its_history(client: Client) -> None:
+    project = await _project(client, "registry")
+    registered = await register(client, project["id"], "mlp", safetensors_bytes([1.0]))
+    assert registered.status_code == 201, registered.text
+    path = f"/api/v2/models/{registered.json()['data']['id']}"
+    promoted = await client.put(path, json={"stage": "staging"})
+    assert promoted.status_code == 200, promoted.text
+
+    then = await _as_of(client, path, registered.json()["meta"]["position"])
+    now = await _as_of(client, path, promoted.json()["meta"]["position"])
+    history = await _history(client, path)
+
+    assert (then["data"]["stage"], now["data"]["stage"]) == ("none", "staging")
+    assert [e["type"] for e in history["data"]] == ["ModelRegistered", "ModelStageChanged"]
+
+
+async def test_a_user_as_of_before_a_profile_change_and_their_history(client: Client) -> None:
+    user_id, _, _ = await make_user(client)
+    path = f"/api/v2/users/{user_id}"
+    registered = (await _history(client, path))["data"][0]
+    changed = await client.put(path, json={"full_name": "Ada Lovelace"})
+    assert changed.status_code == 200, changed.text
+
+    then = await _as_of(client, path, registered["position"])
+    now = await _as_of(client, path, changed.json()["meta"]["position"])
+
+    assert (then["data"]["full_name"], now["data"]["full_name"]) == ("", "Ada Lovelace")
+    assert then["data"]["version"] == 1
+    assert [e["type"] for e in (await _history(client, path))["data"]] == [
+        "UserRegistered",
+        "UserUpdated",
+    ]
+
+
+async def test_a_role_as_of_and_its_history(client: Client) -> None:
+    name = f"auditor-{uuid.uuid4().hex[:8]}"
+    created = await client.post(
+        "/api/v2/roles", json={"name": name, "permissions": ["project:read"]}
+    )
+    assert created.status_code == 201, created.text
+    path = f"/api/v2/roles/{name}"
+    position = created.json()["meta"]["position"]
+
+    then = await _as_of(client, path, position)
+    before = await client.get(path, params={"as_of": position - 1})
+    history = await _history(client, path)
+    builtin = await client.get("/api/v2/roles/viewer")
+
+    assert then["data"]["permissions"] == ["project:read"]
+    assert before.status_code == 404
+    assert "did not exist yet" in before.json()["error"]
+    assert [e["type"] for e in history["data"]] == ["RoleCreated"]
+    assert builtin.json()["data"]["builtin"] is True
+
+
+async def test_a_job_as_of_its_last_event_matches_its_read_model_and_earlier_is_earlier(
+    client: Client,
+    commands: CommandHandler,  # noqa: F811  (the fixture imported above)
+    admin_id: str,
+) -> None:
+    project = await _project(client, "training")
+    run: Run = await submit(client, commands, project["id"], submitted_by=admin_id)
+    submitted_at = run.position
+    await run.start()
+    started_at = run.position
+    await run.progress(10, 100)
+    await run.metrics(loss=([5, 10], [0.9, 0.7]))
+    await run.log("epoch 0", "still going")
+    await run.record(JobCheckpointed(job_id=run.job_id, step=10, epoch=0, path="ckpt/10"))
+    await run.progress(20, 100)
+    await run.command(jobs.CancelJob(job_id=run.job_id))
+
+    present = (await run.read())["data"]
+    past = await _as_of(client, run.url, run.position)
+    at_start = await _as_of(client, run.url, started_at)
+    at_submission = await _as_of(client, run.url, submitted_at)
+
+    assert past["data"] == present
+    assert (at_start["data"]["status"], at_start["data"]["step"]) == ("running", 0)
+    assert at_start["data"]["latest_metrics"] == {}
+    assert at_submission["data"]["status"] == "pending"
+    assert at_submission["data"]["devices"] == []

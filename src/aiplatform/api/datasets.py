@@ -17,6 +17,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
 from aiplatform.aggregates import DATASETS
+from aiplatform.api.as_of import AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.context import command_context
 from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
@@ -265,9 +266,20 @@ async def create_dataset(
     opt={"permission": PROJECT_READ},
 )
 async def get_dataset(
-    services: NamedDependency[Services], dataset_id: FromPath[uuid.UUID]
+    services: NamedDependency[Services],
+    dataset_id: FromPath[uuid.UUID],
+    as_of: AsOfParameter = None,
 ) -> Envelope[DatasetOut]:
-    return ok(await _load(services, dataset_id, cached=True))
+    past = parse_as_of(as_of)
+    if past is None:
+        return ok(await _load(services, dataset_id, cached=True))
+    events = await past_events(
+        services.store, domain.stream_id(str(dataset_id)), past, f"dataset {dataset_id}"
+    )
+    dataset = DATASETS.fold(events)
+    if dataset is None or dataset.deleted:
+        raise domain.DatasetNotFoundError(str(dataset_id))
+    return ok(_out(dataset, events), as_of_meta(past, events))
 
 
 @get(

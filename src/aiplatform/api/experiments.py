@@ -13,6 +13,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from aiplatform.aggregates import EXPERIMENTS
+from aiplatform.api.as_of import AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.context import command_context, if_match_version
 from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.guards import ensure_active
@@ -142,14 +143,23 @@ async def create_experiment(
     opt={"permission": PROJECT_READ},
 )
 async def get_experiment(
-    services: NamedDependency[Services], experiment_id: FromPath[uuid.UUID]
+    services: NamedDependency[Services],
+    experiment_id: FromPath[uuid.UUID],
+    as_of: AsOfParameter = None,
 ) -> Envelope[ExperimentView]:
-    events = await services.store.read_stream(domain.stream_id(str(experiment_id)))
+    past = parse_as_of(as_of)
+    events = await past_events(
+        services.store,
+        domain.stream_id(str(experiment_id)),
+        past,
+        f"experiment {experiment_id}",
+    )
     experiment = EXPERIMENTS.fold(events)
     if experiment is None:
         raise domain.ExperimentNotFoundError(str(experiment_id))
     return ok(
-        _out(experiment, events[0].metadata.actor, events[0].recorded_at, events[-1].recorded_at)
+        _out(experiment, events[0].metadata.actor, events[0].recorded_at, events[-1].recorded_at),
+        as_of_meta(past, events) if past is not None else None,
     )
 
 

@@ -14,11 +14,13 @@ from litestar.exceptions import ServiceUnavailableException
 from litestar.params import FromPath, QueryParameter
 
 from aiplatform.aggregates import PROJECTS
+from aiplatform.api.as_of import AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import Principal, check_project_permission, provide_principal
 from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.owners import owning_project
+from aiplatform.api.past_jobs import past_job
 from aiplatform.api.services import Services, provide_services
 from aiplatform.auth.permissions import AUTHENTICATED, PROJECT_READ
 from aiplatform.domain import jobs as domain
@@ -142,7 +144,18 @@ async def get_job(
     services: NamedDependency[Services],
     job_id: FromPath[uuid.UUID],
     after: After = None,
+    as_of: AsOfParameter = None,
 ) -> Response[Envelope[JobView]]:
+    """With `as_of`, the job as its stream folds to then."""
+    past = parse_as_of(as_of)
+    if past is not None:
+        events = await past_events(
+            services.store, domain.stream_id(str(job_id)), past, f"job {job_id}"
+        )
+        job_then = past_job(events)
+        if job_then is None:
+            raise domain.JobNotFoundError(str(job_id))
+        return Response(ok(job_then, as_of_meta(past, events)))
     waited = await services.read_after(request, services.jobs.read_model, after)
     job = await once_projected(services, job_id, lambda: services.jobs.get(job_id))
     return Response(ok(job, _stale_if(waited)), headers={"ETag": f'"{job.version}"'})

@@ -17,6 +17,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from aiplatform.aggregates import MODELS
+from aiplatform.api.as_of import AsOf, AsOfParameter, NotYetError, parse_as_of, past_events
 from aiplatform.api.context import command_context, if_match_version
 from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
@@ -67,13 +68,18 @@ def _out(
     )
 
 
-async def _load(services: Services, model_id: uuid.UUID) -> tuple[ModelView, ModelLine]:
-    """A model from its line's stream: always current."""
+async def _load(
+    services: Services, model_id: uuid.UUID, as_of: AsOf | None = None
+) -> tuple[ModelView, ModelLine]:
+    """A model from its line's stream: always current, or as it was at `as_of`."""
     found = await services.models.line(model_id)
     if found is None:
         raise domain.ModelNotFoundError(str(model_id))
-    events = await services.store.read_stream(domain.stream_id(found[1]))
+    resource = f"model {model_id}"
+    events = await past_events(services.store, domain.stream_id(found[1]), as_of, resource)
     line = MODELS.fold(events)
+    if as_of is not None and line is not None and str(model_id) not in line.versions:
+        raise NotYetError(resource, as_of)
     if line is None or str(model_id) not in line.versions:
         raise domain.ModelNotFoundError(str(model_id))
     registration = next(
@@ -227,9 +233,15 @@ async def register_model(
     opt={"permission": PROJECT_READ},
 )
 async def get_model(
-    services: NamedDependency[Services], model_id: FromPath[uuid.UUID]
+    services: NamedDependency[Services],
+    model_id: FromPath[uuid.UUID],
+    as_of: AsOfParameter = None,
 ) -> Envelope[ModelView]:
-    return ok(await _cached_view(services, model_id))
+    past = parse_as_of(as_of)
+    if past is None:
+        return ok(await _cached_view(services, model_id))
+    view, line = await _load(services, model_id, past)
+    return ok(view, {"as_of": str(past), "version": line.version})
 
 
 @put(

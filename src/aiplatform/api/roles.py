@@ -8,15 +8,23 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from aiplatform.aggregates import ROLES
+from aiplatform.api.as_of import AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.context import command_context
 from aiplatform.api.envelope import Envelope, ok
 from aiplatform.api.errors import RequestError
+from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.services import Services, provide_services
-from aiplatform.auth.permissions import ADMIN, AUTHENTICATED, PROJECT_PERMISSIONS
+from aiplatform.auth.permissions import (
+    ADMIN,
+    AUTHENTICATED,
+    BUILTIN_PROJECT_ROLES,
+    PROJECT_PERMISSIONS,
+)
 from aiplatform.domain import roles as domain
+from aiplatform.domain.errors import NotFoundError
 from aiplatform.queries.roles import RoleView
 
 RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{1,49}$")]
@@ -71,10 +79,56 @@ async def create_role(
     return Response(ok(view, meta), status_code=201)
 
 
+@get(
+    "/{name:str}",
+    operation_id="GetRole",
+    summary="Get a project role (as it was at `as_of`, when given)",
+    opt={"permission": AUTHENTICATED},
+)
+async def get_role(
+    services: NamedDependency[Services], name: FromPath[str], as_of: AsOfParameter = None
+) -> Envelope[RoleView]:
+    past = parse_as_of(as_of)
+    if name in BUILTIN_PROJECT_ROLES:
+        # Built-in roles are defined in code and have no history.
+        return ok(next(role for role in await services.roles.list() if role.name == name))
+    events = await past_events(services.store, domain.stream_id(name), past, f"role {name!r}")
+    role = ROLES.fold(events)
+    if role is None or role.deleted:
+        raise NotFoundError(f"role {name!r} does not exist (GET /api/v2/roles lists them)")
+    view = RoleView(
+        name=role.name,
+        description=role.description,
+        permissions=role.permissions,
+        builtin=False,
+        version=role.version,
+        created_at=events[0].recorded_at,
+    )
+    return ok(view, as_of_meta(past, events) if past is not None else None)
+
+
+@get(
+    "/{name:str}/history",
+    operation_id="GetRoleHistory",
+    summary="A custom role's events, oldest first",
+    opt={"permission": ADMIN},
+)
+async def role_history(
+    services: NamedDependency[Services],
+    name: FromPath[str],
+    page: Annotated[int, QueryParameter(ge=1)] = 1,
+    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+) -> Envelope[list[HistoryEvent]]:
+    envelope = await history_page(services.store, domain.stream_id(name), page, limit)
+    if envelope.meta is not None and envelope.meta["total"] == 0:
+        raise NotFoundError(f"role {name!r} has no history (built-in roles are defined in code)")
+    return envelope
+
+
 def roles_router() -> Router:
     return Router(
         path="/roles",
-        route_handlers=[list_roles, create_role],
+        route_handlers=[list_roles, create_role, get_role, role_history],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         tags=["roles"],
     )

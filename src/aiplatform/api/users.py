@@ -16,6 +16,7 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from aiplatform.aggregates import USERS
+from aiplatform.api.as_of import AsOf, AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.context import command_context, if_match_version
 from aiplatform.api.envelope import Envelope, ok, paginated
 from aiplatform.api.errors import RequestError
@@ -173,12 +174,26 @@ async def get_user(
     services: NamedDependency[Services],
     principal: NamedDependency[Principal],
     user_id: FromPath[uuid.UUID],
+    as_of: AsOfParameter = None,
 ) -> Envelope[UserOut]:
     _may_see(principal, user_id)
+    past = parse_as_of(as_of)
+    if past is not None:
+        return await _user_as_of(services, str(user_id), past)
     user = await known_user(services, user_id)
     if user is None:
         raise domain.UserNotFoundError(str(user_id))
     return ok(user)
+
+
+async def _user_as_of(services: Services, user_id: str, as_of: AsOf) -> Envelope[UserOut]:
+    events = await past_events(services.store, domain.stream_id(user_id), as_of, f"user {user_id}")
+    user = USERS.fold(events)
+    if user is None:
+        raise domain.UserNotFoundError(user_id)
+    logins = [e.recorded_at for e in events if isinstance(e.event, domain.UserLoggedIn)]
+    past = msgspec.structs.replace(user_out(user), last_login_at=logins[-1] if logins else None)
+    return ok(past, as_of_meta(as_of, events))
 
 
 @put(
