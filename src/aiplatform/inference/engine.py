@@ -110,21 +110,24 @@ async def serve(cache: ModelCache, request: InferenceRequest, send: Send) -> Non
 
 
 async def _generate(model: LoadedModel, request: InferenceRequest, send: Send) -> None:
-    pieces: Iterator[str] = await asyncio.to_thread(
-        generate,
-        model,
-        request.prompt or "",
-        request.max_new_tokens,
-        request.temperature,
-        request.top_k,
-        request.seed,
-    )
+    def pieces() -> Iterator[str]:
+        return generate(
+            model,
+            request.prompt or "",
+            request.max_new_tokens,
+            request.temperature,
+            request.top_k,
+            request.seed,
+        )
+
     if not request.stream:
-        text = await asyncio.to_thread("".join, pieces)
+        # One hop to a thread and back: each costs a wake-up on a busy machine.
+        text = await asyncio.to_thread(lambda: "".join(pieces()))
         await send(Done(result={"text": text}))
         return
     generated: list[str] = []
-    while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+    stream = await asyncio.to_thread(pieces)
+    while (piece := await asyncio.to_thread(next, stream, None)) is not None:
         generated.append(piece)
         await send(Piece(text=piece))
     await send(Done(result={"text": "".join(generated)}))
