@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiplatform import processes
 from aiplatform.config import Settings, SettingsError, load_settings
+from aiplatform.observability.logs import configure_logging, log_format
 from aiplatform.workers.broker import LATENCY_QUEUES, QUEUES
 
 log = logging.getLogger("aiplatform")
@@ -76,10 +77,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        configure_logging(log_format())
         settings = load_settings()
         match arguments.command:
             case "up":
@@ -169,6 +168,8 @@ def run_api(settings: Settings, host: str | None, port: int | None) -> int:
         port=port or settings.port,
         log_level="info",
         access_log=False,
+        # Uvicorn's own lines go through the root logger, in the configured format.
+        log_config=None,
         timeout_graceful_shutdown=5,
     )
     return 0

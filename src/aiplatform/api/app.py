@@ -25,10 +25,13 @@ from aiplatform.api.guards import permission_guard
 from aiplatform.api.health import health, ready
 from aiplatform.api.inference import inference_router
 from aiplatform.api.jobs import jobs_router
+from aiplatform.api.log_context import log_context_middleware
+from aiplatform.api.metrics import metrics_route
 from aiplatform.api.models import models_router
 from aiplatform.api.monitoring import monitoring_router
 from aiplatform.api.notifications import notifications_router
 from aiplatform.api.projects import projects_router
+from aiplatform.api.request_metrics import request_metrics_middleware
 from aiplatform.api.roles import roles_router
 from aiplatform.api.services import Services
 from aiplatform.api.streams import streams_router
@@ -44,6 +47,7 @@ from aiplatform.cache import Cache, connect, connect_for_waiting, key_prefix
 from aiplatform.commands import CommandHandler
 from aiplatform.config import Settings
 from aiplatform.eventstore.store import EventStore, create_pool
+from aiplatform.observability.metrics import ApiMetrics
 from aiplatform.projectors.read_models import active_read_models, install, load_read_model
 from aiplatform.projectors.registry import all_projectors
 from aiplatform.queries.datasets import DatasetQueries
@@ -126,6 +130,8 @@ async def stop_services(services: Services) -> None:
 
 
 def create_app(settings: Settings) -> Litestar:
+    metrics = ApiMetrics()
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.services = await start_services(settings)
@@ -159,10 +165,15 @@ def create_app(settings: Settings) -> Litestar:
         ],
     )
     return Litestar(
-        route_handlers=[api, health, ready, *web_routes()],
+        route_handlers=[api, health, ready, metrics_route(metrics), *web_routes()],
         guards=[permission_guard],
         lifespan=[lifespan],
-        middleware=[request_id_middleware],
+        # The request id first: the log context and the metrics below it read it.
+        middleware=[
+            request_id_middleware,
+            log_context_middleware,
+            request_metrics_middleware(metrics),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_body_bytes,
         openapi_config=OpenAPIConfig(
