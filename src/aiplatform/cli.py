@@ -70,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="only say where the catalog and the code differ"
     )
     catalog.add_argument("--directory", type=Path, default=Path("events"))
+    export = commands.add_parser(
+        "export-events", help="write the event log as JSON lines, in catch-up order"
+    )
+    export.add_argument("--output", type=Path, default=None, help="file (default: stdout)")
+    load = commands.add_parser(
+        "import-events", help="append an export to an empty event store (or resume one)"
+    )
+    load.add_argument("file", type=Path, help="an export-events file, or - for stdin")
     commands.add_parser("migrate", help="apply the event store migrations and install read models")
     commands.add_parser("openapi", help="print the API's OpenAPI schema (JSON) without a server")
     return parser
@@ -100,6 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from aiplatform.eventstore.catalog import run_command
 
                 return run_command(arguments.directory, arguments.check)
+            case "export-events":
+                from aiplatform.eventstore.transfer import run_export
+
+                return run_export(settings.require_database_url(), arguments.output)
+            case "import-events":
+                from aiplatform.eventstore.transfer import run_import
+
+                return run_import(settings.require_database_url(), arguments.file)
             case "openapi":
                 return run_openapi(settings)
             case "create-admin":
