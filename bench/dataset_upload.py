@@ -44,7 +44,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from typing import Any
 import httpx
 import psutil
 
+from aiplatform import processes
 from aiplatform.bootstrap import ensure_admin
 from aiplatform.config import load_settings
 from benchlib import (
@@ -147,48 +148,15 @@ def platform_env(
     return env
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process's own session (a Dramatiq worker forks), then SIGKILL."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    # Children of a stopped worker may still be on their way out.
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-@contextmanager
-def platform_process(
-    arguments: list[str], env: dict[str, str], log_path: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m aiplatform <arguments>` in a session of its own, stopped on the way out."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "aiplatform", *arguments],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        stop(process)
-
-
 @contextmanager
 def api_server(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, int]]:
     """The API as an operator runs it; yields its base URL and process id."""
     port = free_port()
     arguments = ["api", "--host", "127.0.0.1", "--port", str(port)]
-    with platform_process(arguments, env, log_path) as server:
+    with processes.running("api", arguments, env, log_path, STOP_TIMEOUT_S) as server:
         base_url = f"http://127.0.0.1:{port}"
-        wait_until_ready(base_url, server, log_path)
-        yield base_url, server.pid
+        wait_until_ready(base_url, server.process, log_path)
+        yield base_url, server.process.pid
 
 
 # The two sides -------------------------------------------------------------------------------
@@ -524,10 +492,10 @@ def main() -> None:
                 )
                 worker_arguments = ["worker", "--queues", "projector,data"]
                 with (
-                    platform_process(worker_arguments, env, work / "worker.log"),
+                    processes.running("worker", worker_arguments, env, work / "worker.log"),
                     # As `aiplatform up` runs it: its tick wakes the projector every second, so a
                     # report is shown even when the wake-up sent after it came too early.
-                    platform_process(["scheduler"], env, work / "scheduler.log"),
+                    processes.running("scheduler", ["scheduler"], env, work / "scheduler.log"),
                     api_server(env, work / "api.log") as (base_url, pid),
                     log_in(base_url, password) as http,
                 ):

@@ -44,11 +44,12 @@ from urllib.parse import urlparse
 
 import psutil
 
+from aiplatform import processes
 from aiplatform.bootstrap import ensure_admin
 from aiplatform.config import load_settings
 from aiplatform.embedded import start_embedded_services
 from benchlib import ADMIN_DATABASE_URL, REDIS_URL, scratch_database
-from dataset_upload import api_server, platform_env, platform_process
+from dataset_upload import api_server, platform_env
 from http_create_project import delete_redis_keys
 
 TARGET_P99_MS = 100.0
@@ -415,7 +416,9 @@ def measure(arguments: argparse.Namespace, work: Path, admin_url: str, redis_url
         try:
             asyncio.run(ensure_admin(load_settings(env), ADMIN_USERNAME, password, "b@example.com"))
             with (
-                platform_process(["worker", "--queues", "projector"], env, work / "worker.log"),
+                processes.running(
+                    "worker", ["worker", "--queues", "projector"], env, work / "worker.log"
+                ),
                 api_server(env, work / "api.log") as (base_url, pid),
             ):
                 token = request(

@@ -9,13 +9,9 @@ import asyncio
 import hashlib
 import json
 import os
-import signal
 import struct
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +23,7 @@ from litestar.testing import AsyncTestClient
 from litestar.types import Message
 from moto.server import ThreadedMotoServer
 
+from aiplatform import processes
 from aiplatform.api.app import create_app
 from aiplatform.config import Settings, load_settings
 from aiplatform.storage import S3_PART_BYTES, s3_client
@@ -40,7 +37,6 @@ Client = AsyncTestClient[Litestar]
 BUCKET = "aiplatform-api-test"
 # The worker process imports the platform (the ML stack too) before it takes a message.
 QUALITY_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 20.0
 
 CSV_V1 = b"id,price,label\n1,10.5,spam\n2,,ham\n3,7,spam\n"
 
@@ -104,30 +100,6 @@ def s3_env() -> Iterator[dict[str, str]]:
     server.stop()
 
 
-@contextmanager
-def platform_process(arguments: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
-    """`python -m aiplatform <arguments>` in a session of its own (a worker forks children);
-    stopped, children and all, on the way out."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "aiplatform", *arguments],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield
-    finally:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def delete_redis_keys(redis_url: str, instance: str) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
@@ -168,11 +140,13 @@ async def s3_platform(
     try:
         with (
             pytest.MonkeyPatch.context() as patch,
-            platform_process(["worker", "--queues", "projector,data"], env, work / "worker.log"),
+            processes.running(
+                "worker", ["worker", "--queues", "projector,data"], env, work / "worker.log"
+            ),
             # Its tick wakes the projector every second, as under `aiplatform up`: a wake-up
             # sent while an older transaction is still open somewhere leaves the newest events
             # for the next one.
-            platform_process(["scheduler"], env, work / "scheduler.log"),
+            processes.running("scheduler", ["scheduler"], env, work / "scheduler.log"),
         ):
             # The API builds its S3 client from the process's environment.
             for name, value in s3_env.items():

@@ -8,9 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -30,13 +31,41 @@ class Child:
     process: subprocess.Popen[bytes]
 
 
-def start(name: str, arguments: Sequence[str], env: Mapping[str, str]) -> Child:
+def start(
+    name: str, arguments: Sequence[str], env: Mapping[str, str], output: Path | None = None
+) -> Child:
     """Starts `aiplatform <arguments>` in its own session, so a terminal's Ctrl-C reaches only
-    `up`, which then stops the children in order."""
+    `up`, which then stops the children in order. `output`: a file for its stdout and stderr
+    (default: this process's)."""
     command = [sys.executable, "-m", "aiplatform", *arguments]
     preexec: Callable[[], None] = _die_with_parent
-    process = subprocess.Popen(command, env=dict(env), preexec_fn=preexec)
+    with ExitStack() as files:
+        log = files.enter_context(output.open("ab")) if output is not None else None
+        process = subprocess.Popen(
+            command,
+            env=dict(env),
+            preexec_fn=preexec,
+            stdout=log,
+            stderr=subprocess.STDOUT if log is not None else None,
+        )
     return Child(name, process)
+
+
+@contextmanager
+def running(
+    name: str,
+    arguments: Sequence[str],
+    env: Mapping[str, str],
+    output: Path | None = None,
+    stop_timeout_s: float = 10.0,
+) -> Iterator[Child]:
+    """One child for the length of a block (tests, benchmarks): stopped as `up` stops its
+    children, however the block ends."""
+    child = start(name, arguments, env, output)
+    try:
+        yield child
+    finally:
+        stop_all([child], stop_timeout_s)
 
 
 def stop_all(children: Sequence[Child], timeout_s: float) -> list[str]:
