@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
         "import-events", help="append an export to an empty event store (or resume one)"
     )
     load.add_argument("file", type=Path, help="an export-events file, or - for stdin")
+    v1 = commands.add_parser(
+        "import-v1", help="turn a v1 SQLite database into events (safe to run again)"
+    )
+    v1.add_argument("path", type=Path, help="the v1 database, e.g. ai_platform.db")
     commands.add_parser("migrate", help="apply the event store migrations and install read models")
     commands.add_parser("openapi", help="print the API's OpenAPI schema (JSON) without a server")
     return parser
@@ -116,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from aiplatform.eventstore.transfer import run_import
 
                 return run_import(settings.require_database_url(), arguments.file)
+            case "import-v1":
+                from aiplatform.importing.v1 import run_import_v1
+
+                return run_import_v1(settings.require_database_url(), arguments.path)
             case "openapi":
                 return run_openapi(settings)
             case "create-admin":

@@ -195,5 +195,7 @@ def create_app(settings: Settings) -> Litestar:
             ),
             security=[{"OAuth2": []}],
         ),
+        # Logging is the process's (`aiplatform api` sets it up, JSON or text), not Litestar's.
+        logging_config=None,
         debug=False,
     )
