@@ -38,6 +38,10 @@ class EventMetadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     correlation_id: str | None = None
     causation_id: str | None = None
     imported: bool = False
+    # Events imported from another system: which one, and when the fact happened there (the
+    # event's recorded_at is the time of the import).
+    imported_from: str | None = None
+    occurred_at: datetime | None = None
 
 
 class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):

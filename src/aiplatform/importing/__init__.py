@@ -1,0 +1,1 @@
+"""Importing history from other systems into the event log."""
