@@ -252,3 +252,8 @@ async def test_a_job_as_of_its_last_event_matches_its_read_model_and_earlier_is_
     assert at_start["data"]["latest_metrics"] == {}
     assert at_submission["data"]["status"] == "pending"
     assert at_submission["data"]["devices"] == []
+    history = await _history(client, run.url, limit=3, page=1)
+    assert [e["type"] for e in history["data"]] == ["JobSubmitted", "JobStarted", "JobProgressed"]
+    assert history["data"][1]["data"]["accelerator"] == "cpu"
+    assert history["meta"]["total"] == past["data"]["version"]
+    assert history["meta"]["has_more"] is True
