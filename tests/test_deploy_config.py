@@ -149,6 +149,50 @@ def test_compose_uses_only_settings_the_platform_reads(compose: dict[str, Any]) 
                 assert f"`{name}`" in readme, f"{name} is not in the README's configuration"
 
 
+def test_compose_fits_the_compose_specification() -> None:
+    check_schema("vendor.compose-spec", ROOT / "compose.yaml")
+
+
+def check_schema(schema: str, path: Path) -> None:
+    """check-jsonschema against one of the schemas it ships (no download)."""
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", schema, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- CI ------------------------------------------------------------------------------------
+
+
+def test_the_workflow_runs_the_checks_of_ci_run() -> None:
+    workflow_path = ROOT / ".github" / "workflows" / "ci.yml"
+    check_schema("vendor.github-workflows", workflow_path)
+    workflow = yaml.safe_load(workflow_path.read_text())
+    readme = (ROOT / "README.md").read_text()
+    [test_command] = [
+        line
+        for line in readme.splitlines()
+        if line.startswith("python3 -m venv .venv &&") and "pytest" in line
+    ]
+    ci_run = (ROOT / ".ci" / "run").read_text()
+    assert test_command in ci_run.splitlines()
+    test = workflow["jobs"]["test"]
+    steps = [step.get("run", "") for step in test["steps"]]
+    assert test_command in steps
+    # What .ci/run installs for the tests, the workflow installs too.
+    assert "docker-compose" in ci_run
+    assert any("install" in run and "docker-compose" in run for run in steps)
+    assert test["services"]["postgres"]["image"] == "postgres:15"
+    assert test["services"]["redis"]["image"] == "redis:7"
+    builds = " ".join(step.get("run", "") for step in workflow["jobs"]["images"]["steps"])
+    for dockerfile in DOCKERFILES:
+        assert f"docker build -f {dockerfile.relative_to(ROOT)} " in builds
+    assert workflow["jobs"]["images"]["needs"] == "test"
+
+
 # -- Kubernetes ----------------------------------------------------------------------------
 
 
