@@ -51,10 +51,11 @@ _COLUMNS = (
     "metadata",
     "recorded_at",
 )
-# COPY writes the identity column as given; appends after the import continue above it.
+# COPY writes the identity column as given; appends after the import continue above it. (The
+# batch's highest position is passed in: `max(global_position)` has no index to read.)
 _ADVANCE_POSITIONS_SQL = """
-SELECT setval(pg_get_serial_sequence('events', 'global_position'), max(global_position))
-  FROM events
+SELECT setval(q.s, greatest($1, coalesce(pg_sequence_last_value(q.s), 0)))
+  FROM (SELECT pg_get_serial_sequence('events', 'global_position')::regclass AS s) q
 """
 # The model registry finds a model's stream by its id through this table, written beside the
 # ModelRegistered event; the import writes it the same way.
@@ -153,7 +154,9 @@ async def import_events(
                     "events", records=[_record(e) for e in batch], columns=_COLUMNS
                 )
                 await _index_models(connection, batch)
-                await connection.execute(_ADVANCE_POSITIONS_SQL)
+                await connection.execute(
+                    _ADVANCE_POSITIONS_SQL, max(event.position for event in batch)
+                )
         except asyncpg.UniqueViolationError as error:
             raise TransferError(
                 f"the batch after {already_there + imported} events repeats an event, a "
