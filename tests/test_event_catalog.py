@@ -68,7 +68,9 @@ def test_samples_are_the_same_on_every_run() -> None:
 
 def test_every_upcaster_belongs_to_a_cataloged_version() -> None:
     listed = {(entry.event_type, entry.schema_version) for entry in catalog.entries(CATALOG)}
-    assert set(UPCASTERS) <= listed
+    # Other tests register upcasters of events of their own.
+    platform = catalog.event_classes()
+    assert {key for key in UPCASTERS if key[0] in platform} <= listed
 
 
 def test_a_v1_job_start_gains_its_accelerator_from_its_devices() -> None:
