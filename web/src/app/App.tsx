@@ -4,14 +4,15 @@ import { BrowserRouter, Navigate, Route, Routes, useLocation } from "react-route
 import { Loading } from "../components/Feedback";
 import { useIsLoggedIn } from "../features/auth/api/session";
 import { LoginPage } from "../features/auth/components/LoginPage";
+// The landing page comes with the shell: it renders without waiting for another chunk.
+import { DashboardPage } from "../features/dashboard/components/DashboardPage";
 import { Layout } from "./Layout";
 import { createQueryClient } from "./queryClient";
 
-// Every page is its own chunk: the first load carries only the shell and the login form.
+// Every other page is its own chunk, loaded when it is first visited.
 const page = <K extends string>(load: () => Promise<Record<K, () => ReactNode>>, name: K) =>
   lazy(async () => ({ default: (await load())[name] }));
 
-const DashboardPage = page(() => import("../features/dashboard/components/DashboardPage"), "DashboardPage");
 const ProjectsPage = page(() => import("../features/projects/components/ProjectsPage"), "ProjectsPage");
 const ProjectPage = page(() => import("../features/projects/components/ProjectPage"), "ProjectPage");
 const DatasetPage = page(() => import("../features/datasets/components/DatasetPage"), "DatasetPage");

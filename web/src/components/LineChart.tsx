@@ -30,7 +30,7 @@ export function LineChart({ title, x, series, height = 200, xTime = false, yRang
       width: Math.max(200, element.clientWidth),
       height,
       scales: { x: { time: xTime }, ...(yRange ? { y: { range: yRange } } : {}) },
-      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, spanGaps: true }))],
+      series: [{ label: xTime ? "time" : "step" }, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, spanGaps: true }))],
       axes: [{ stroke: "#555" }, { stroke: "#555", size: 56 }],
       legend: { show: series.length > 1 },
     };

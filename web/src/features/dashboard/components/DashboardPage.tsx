@@ -1,17 +1,19 @@
 import { useQueryClient } from "@tanstack/react-query";
+import { lazy, Suspense } from "react";
 import { Link } from "react-router";
 import type { GpuStatus } from "../../../api/types";
 import { ErrorMessage, Loading } from "../../../components/Feedback";
-import { LineChart } from "../../../components/LineChart";
 import { formatBytes, formatTime } from "../../../lib/format";
 import { useLiveChannel, useLiveEvents } from "../../../lib/useLive";
-import { useModels } from "../../models/api/models";
 import { useNotifications } from "../../notifications/api/notifications";
 import { NotificationItem } from "../../notifications/components/NotificationItem";
 import { useProjects } from "../../projects/api/projects";
 import { useJobs } from "../../training/api/training";
 import { JobTable } from "../../training/components/JobTable";
 import { useGpuStatus } from "../api/gpu";
+
+// The chart library is loaded only where there are GPUs to chart.
+const LineChart = lazy(async () => ({ default: (await import("../../../components/LineChart")).LineChart }));
 
 function Gpus({ status }: { status: GpuStatus }) {
   if (!status.available || status.gpus.length === 0) {
@@ -54,7 +56,7 @@ function Gpus({ status }: { status: GpuStatus }) {
               )}
             </p>
             {history && (
-              <>
+              <Suspense fallback={<p className="muted">Loading charts…</p>}>
                 <LineChart title="Utilisation %" x={x} xTime height={120} yRange={[0, 100]} series={[{ label: "util", color: "#3451b2", values: history.utilization }]} />
                 <LineChart
                   title="Memory used (GB)"
@@ -64,7 +66,7 @@ function Gpus({ status }: { status: GpuStatus }) {
                   series={[{ label: "memory", color: "#2b8a3e", values: history.memory_used.map((v) => (v === null ? null : v / 1e9)) }]}
                 />
                 <LineChart title="Temperature °C" x={x} xTime height={120} series={[{ label: "temp", color: "#d9480f", values: history.temperature }]} />
-              </>
+              </Suspense>
             )}
           </li>
         );
@@ -84,7 +86,7 @@ export function DashboardPage() {
   const running = useJobs({ status: "running" });
   const queued = useJobs({ status: "pending" });
   const projects = useProjects({ status: "active" });
-  const models = useModels();
+  const unread = useNotifications(true);
   const notifications = useNotifications();
 
   return (
@@ -107,8 +109,8 @@ export function DashboardPage() {
           </Link>
         </li>
         <li>
-          <Link to="/models">
-            <strong>{models.data?.meta.total ?? "–"}</strong> models
+          <Link to="/notifications">
+            <strong>{unread.data?.meta.total ?? "–"}</strong> unread notifications
           </Link>
         </li>
       </ul>

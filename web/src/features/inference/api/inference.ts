@@ -3,13 +3,14 @@ import { authorisedFetch, parseEnvelope, request, url } from "../../../api/clien
 import type { GenerateRequest, ServableModel } from "../../../api/types";
 import { readSse } from "../../../lib/sse";
 
-export const servableModelsQuery = queryOptions({
-  queryKey: ["models", "servable"],
-  queryFn: () => request<ServableModel[]>("/inference/models", { query: { limit: 100 } }),
-});
+export const servableModelsQuery = (projectId: string) =>
+  queryOptions({
+    queryKey: ["models", "servable", projectId],
+    queryFn: () => request<ServableModel[]>("/inference/models", { query: { project_id: projectId, limit: 100 } }),
+  });
 
-export function useServableModels() {
-  return useQuery(servableModelsQuery);
+export function useServableModels(projectId: string) {
+  return useQuery({ ...servableModelsQuery(projectId), enabled: Boolean(projectId) });
 }
 
 export interface Prediction {

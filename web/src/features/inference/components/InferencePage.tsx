@@ -4,11 +4,13 @@ import { ApiError } from "../../../api/client";
 import { ErrorMessage, fieldError, Loading } from "../../../components/Feedback";
 import { Field } from "../../../components/Field";
 import { formatNumber } from "../../../lib/format";
+import { ProjectPicker } from "../../projects/components/ProjectPicker";
 import { generateStream, predict, useServableModels, type Prediction } from "../api/inference";
 
 export function InferencePage() {
-  const [params] = useSearchParams();
-  const models = useServableModels();
+  const [params, setParams] = useSearchParams();
+  const projectId = params.get("project") ?? "";
+  const models = useServableModels(projectId);
   const [modelId, setModelId] = useState(params.get("model") ?? "");
   const [prompt, setPrompt] = useState("");
   const [maxTokens, setMaxTokens] = useState("100");
@@ -18,7 +20,16 @@ export function InferencePage() {
   const [running, setRunning] = useState(false);
   const abort = useRef<AbortController | null>(null);
 
-  if (!models.data) return models.error ? <ErrorMessage error={models.error} /> : <Loading what="models" />;
+  const picker = <ProjectPicker value={projectId} onChange={(id) => setParams({ project: id }, { replace: true })} />;
+  if (!models.data) {
+    return (
+      <section>
+        <h1>Inference</h1>
+        {picker}
+        {models.error ? <ErrorMessage error={models.error} /> : projectId && <Loading what="models" />}
+      </section>
+    );
+  }
   const chosen = models.data.find((m) => m.id === modelId) ?? models.data[0];
   const generates = chosen?.task === "text-generation";
 
@@ -56,6 +67,7 @@ export function InferencePage() {
   return (
     <section>
       <h1>Inference</h1>
+      {picker}
       {models.data.length === 0 ? (
         <p className="empty">No model can serve yet: train one first.</p>
       ) : (

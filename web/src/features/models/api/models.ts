@@ -2,17 +2,17 @@ import { queryOptions, useMutation, useQuery, useQueryClient } from "@tanstack/r
 import { request, requestPage } from "../../../api/client";
 import type { Model, ModelUpdate } from "../../../api/types";
 
-export const modelsQuery = (projectId?: string) =>
+export const modelsQuery = (projectId: string) =>
   queryOptions({
-    queryKey: ["models", "list", projectId ?? "all"],
+    queryKey: ["models", "list", projectId],
     queryFn: () => requestPage<Model>("/models", { query: { project_id: projectId, limit: 100 } }),
   });
 
 export const modelQuery = (id: string) =>
   queryOptions({ queryKey: ["models", id], queryFn: () => request<Model>(`/models/${id}`) });
 
-export function useModels(projectId?: string) {
-  return useQuery(modelsQuery(projectId));
+export function useModels(projectId: string) {
+  return useQuery({ ...modelsQuery(projectId), enabled: Boolean(projectId) });
 }
 
 export function useModel(id: string) {

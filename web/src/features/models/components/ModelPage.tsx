@@ -29,7 +29,7 @@ export function ModelPage() {
           {m.name} <StatusBadge status={m.stage} />
         </h1>
         <div className="actions">
-          <Link className="button" to={`/inference?model=${m.id}`}>
+          <Link className="button" to={`/inference?project=${m.project_id}&model=${m.id}`}>
             Try it
           </Link>
           <button

@@ -1,13 +1,17 @@
-import { Link } from "react-router";
+import { Link, useSearchParams } from "react-router";
 import { Empty, ErrorMessage, Loading, StatusBadge } from "../../../components/Feedback";
 import { formatBytes, formatNumber, formatTime } from "../../../lib/format";
+import { ProjectPicker } from "../../projects/components/ProjectPicker";
 import { useModels } from "../api/models";
 
 export function ModelsPage() {
-  const models = useModels();
+  const [params, setParams] = useSearchParams();
+  const projectId = params.get("project") ?? "";
+  const models = useModels(projectId);
   return (
     <section>
       <h1>Model registry</h1>
+      <ProjectPicker value={projectId} onChange={(id) => setParams({ project: id }, { replace: true })} />
       <ErrorMessage error={models.error} />
       {!models.data ? (
         <Loading what="models" />

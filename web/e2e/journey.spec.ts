@@ -1,0 +1,131 @@
+// The journey most users take, in a real browser against a real `aiplatform up`: log in, create
+// a project, upload a dataset and read its report, train a char-lm and watch it live until it
+// succeeds, generate text with the new model, see the notification, and find it all in the audit
+// log. Every page is photographed at a laptop's and a phone's width; the console stays clean.
+import { expect, test } from "@playwright/test";
+import { ADMIN } from "./platform";
+import { collectErrors, corpus, logIn, shoot } from "./support";
+
+test("a wrong password and the login rate limit are shown on the login form", async ({ page }) => {
+  await page.goto("/login");
+  await shoot(page, "01-login");
+  await page.getByLabel("Username").fill(ADMIN.username);
+  await page.getByLabel("Password").fill("not the password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page.getByRole("alert")).toContainText(/password|credentials|invalid/i);
+  await shoot(page, "02-login-error");
+});
+
+test("the journey from login to a trained model, live, without console errors", async ({ page }) => {
+  const errors = collectErrors(page);
+
+  await logIn(page);
+  // First render of the dashboard on a fresh load: from navigation start to its content.
+  await page.goto("/");
+  await expect(page.getByRole("heading", { name: "Compute" })).toBeVisible();
+  await expect(page.getByText("active projects")).toBeVisible();
+  const firstRenderMs = await page.evaluate(() => performance.now());
+  console.log(`dashboard first render: ${firstRenderMs.toFixed(0)} ms`);
+  expect(firstRenderMs).toBeLessThan(1_000);
+  await expect(page.getByRole("status").filter({ hasText: "live" })).toBeVisible();
+  await shoot(page, "03-dashboard");
+
+  // A project.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Projects" }).click();
+  await page.getByRole("button", { name: "New project" }).click();
+  await page.getByLabel("Name").fill("Grammar lab");
+  await page.getByLabel("Description").fill("A tiny language model of a tiny grammar");
+  await page.getByLabel("Tags").fill("e2e, text");
+  await shoot(page, "04-projects-new");
+  await page.getByRole("button", { name: "Create project" }).click();
+  await expect(page.getByRole("heading", { name: /Grammar lab/ })).toBeVisible();
+  const projectId = page.url().split("/projects/")[1];
+
+  // A dataset, uploaded, and its quality report.
+  await page.getByLabel("Choose file").setInputFiles({ name: "grammar.txt", mimeType: "text/plain", buffer: Buffer.from(corpus()) });
+  await page.getByLabel("Dataset name").fill("grammar");
+  await page.getByLabel("Commit message").fill("first sentences");
+  await shoot(page, "05-project-upload");
+  await page.getByRole("button", { name: "Upload" }).click();
+  await expect(page.getByRole("heading", { name: "grammar", exact: true })).toBeVisible();
+  await expect(page.getByText("first sentences")).toBeVisible();
+  await expect(page.getByRole("table", { name: "Text lines" })).toBeVisible({ timeout: 60_000 });
+  await shoot(page, "06-dataset");
+
+  // A char-lm job, small enough to train in seconds, watched live to the end.
+  await page.goto(`/jobs/new?project=${projectId}`);
+  await page.getByLabel("Template").selectOption("char-lm");
+  await page.getByLabel("epochs").fill("0");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await expect(page.getByText("must be at least 1")).toBeVisible(); // checked before sending
+  await page.getByLabel("epochs").fill("1");
+  for (const [name, value] of [["d_model", "32"], ["n_layers", "1"], ["n_heads", "2"], ["block_size", "32"], ["batch_size", "16"]]) {
+    await page.getByLabel(name, { exact: true }).fill(value);
+  }
+  await page.getByLabel("Job name").fill("grammar-lm");
+  await shoot(page, "07-new-job");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await expect(page.getByRole("heading", { name: /grammar-lm/ })).toBeVisible();
+  const jobUrl = page.url();
+  const status = page.getByTestId("job-status");
+  const seen = new Set<string>();
+  await expect
+    .poll(async () => {
+      const text = (await status.textContent()) ?? "";
+      seen.add(text);
+      return text;
+    }, { timeout: 6 * 60_000, intervals: [250] })
+    .toBe("succeeded");
+  expect(page.url()).toBe(jobUrl); // updated live, never reloaded
+  expect([...seen].some((s) => s === "pending" || s === "running")).toBe(true);
+  await expect(page.getByRole("img", { name: "Loss" })).toBeVisible();
+  await expect(page.getByRole("progressbar", { name: "Job progress" })).toHaveAttribute("aria-valuenow", "100");
+  await shoot(page, "08-job-succeeded");
+
+  // The registered model, and text generated from it, streamed.
+  await page.getByRole("link", { name: "open the registered model" }).click();
+  await expect(page.getByRole("heading", { level: 2, name: "Metrics" })).toBeVisible();
+  await shoot(page, "09-model");
+  await page.getByRole("link", { name: "Try it" }).click();
+  await page.getByLabel("Prompt").fill("the cat");
+  await page.getByLabel("Max new tokens").fill("40");
+  await page.getByRole("button", { name: "Generate" }).click();
+  const output = page.getByLabel("Generated text");
+  await expect(output).toContainText("the cat");
+  await expect.poll(async () => ((await output.textContent()) ?? "").length, { timeout: 60_000 }).toBeGreaterThan("the cat".length + 10);
+  await expect(page.getByRole("button", { name: "Generate" })).toBeEnabled({ timeout: 60_000 });
+  await shoot(page, "10-inference");
+
+  // The notification of the finished job.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Notifications" }).click();
+  await expect(page.getByText("Training job `grammar-lm` succeeded")).toBeVisible();
+  await shoot(page, "11-notifications");
+
+  // All of it in the audit log, and the project's history.
+  for (const [resource, event] of [["project", "ProjectCreated"], ["dataset", "DatasetCreated"], ["job", "JobSubmitted"], ["job", "JobSucceeded"], ["model", "ModelRegistered"]]) {
+    await page.goto(`/admin/audit?resource_type=${resource}`);
+    await expect(page.getByRole("cell", { name: event, exact: true }).first()).toBeVisible();
+  }
+  await page.goto("/admin/audit");
+  await expect(page.getByRole("cell", { name: "ProjectCreated", exact: true }).first()).toBeVisible();
+  await shoot(page, "12-audit");
+  await page.goto(`/admin/history/project/${projectId}`);
+  await expect(page.getByText("ProjectCreated")).toBeVisible();
+  await shoot(page, "13-project-history");
+  await page.goto(`/projects/${projectId}?tab=jobs`);
+  await expect(page.getByRole("link", { name: "grammar-lm" })).toBeVisible();
+  await shoot(page, "14-project-jobs");
+  await page.goto("/jobs");
+  await shoot(page, "15-jobs");
+  await page.goto("/models");
+  await shoot(page, "16-models");
+  await page.goto("/admin/users");
+  await shoot(page, "17-users");
+  await page.goto("/admin/stats");
+  await expect(page.getByRole("heading", { name: "System stats" })).toBeVisible();
+  await shoot(page, "18-stats");
+  await page.goto("/profile");
+  await shoot(page, "19-profile");
+
+  expect(errors).toEqual([]);
+});
