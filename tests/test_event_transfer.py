@@ -36,6 +36,8 @@ from aiplatform.projectors.runner import catch_up
 from conftest import ADMIN_DATABASE_URL, REDIS_URL
 
 ALICE = CommandContext(metadata=EventMetadata(actor=str(uuid.uuid4()), client_ip="10.0.0.7"))
+# Quotes, backslashes, a newline, a control character and non-ASCII must all arrive verbatim.
+TRICKY_NAME = 'atlas 2 "the \\ one"\n\x01 ünïcödé ✓'
 _ROWS = (
     "SELECT global_position, stream_id, stream_version, event_id, event_type, schema_version, "
     "data::text, metadata::text, recorded_at FROM events ORDER BY transaction_id, global_position"
@@ -89,7 +91,7 @@ async def _history(pool: asyncpg.Pool) -> list[str]:
         ALICE,
     )
     await commands.handle(
-        PROJECTS, project_id, projects.UpdateProject(project_id=project_id, name="atlas 2"), ALICE
+        PROJECTS, project_id, projects.UpdateProject(project_id=project_id, name=TRICKY_NAME), ALICE
     )
     for name in ("baseline", "tuned"):
         experiment_id = str(uuid.uuid4())

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,16 +31,24 @@ from typing import IO
 import asyncpg
 import msgspec
 
-_EXPORT_SQL = """
-SELECT global_position, stream_id, stream_version, event_id, event_type, schema_version,
-       data::text AS data, metadata::text AS metadata, recorded_at
+# PostgreSQL writes each line (keys as in `ExportedEvent`) and streams them with COPY: encoding
+# them in Python cost two thirds of an export's time. Data and metadata go out as stored.
+EXPORT_SQL = """
+SELECT json_build_object(
+           'position', global_position, 'stream_id', stream_id,
+           'stream_version', stream_version, 'event_id', event_id, 'event_type', event_type,
+           'schema_version', schema_version, 'data', data, 'metadata', metadata,
+           'recorded_at', recorded_at)::text AS line
   FROM events
  ORDER BY transaction_id, global_position
 """
+# COPY's text format would escape every backslash of the JSON. CSV with a delimiter and a quote
+# that JSON text never holds raw (it escapes control characters) copies each line verbatim.
+_VERBATIM = {"format": "csv", "delimiter": "\x01", "quote": "\x02"}
 _LAST_EVENT_SQL = """
 SELECT event_id FROM events ORDER BY transaction_id DESC, global_position DESC LIMIT 1
 """
-_COLUMNS = (
+COLUMNS = (
     "global_position",
     "stream_id",
     "stream_version",
@@ -98,34 +106,25 @@ class _RegisteredModel(msgspec.Struct):
     name: str
 
 
-_encoder = msgspec.json.Encoder()
 _line_decoder = msgspec.json.Decoder(ExportedEvent)
 _model_decoder = msgspec.json.Decoder(_RegisteredModel)
 
 
 async def export_events(pool: asyncpg.Pool, out: IO[bytes]) -> int:
     """Writes every event to `out`, one JSON line each; returns how many."""
-    count = 0
     async with (
         pool.acquire() as connection,
         connection.transaction(isolation="repeatable_read", readonly=True),
     ):
-        async for row in connection.cursor(_EXPORT_SQL, prefetch=BATCH_SIZE):
-            line = ExportedEvent(
-                position=row["global_position"],
-                stream_id=row["stream_id"],
-                stream_version=row["stream_version"],
-                event_id=row["event_id"],
-                event_type=row["event_type"],
-                schema_version=row["schema_version"],
-                data=msgspec.Raw(row["data"].encode()),
-                metadata=msgspec.Raw(row["metadata"].encode()),
-                recorded_at=row["recorded_at"],
-            )
-            out.write(_encoder.encode(line))
-            out.write(b"\n")
-            count += 1
-    return count
+        status = await connection.copy_from_query(EXPORT_SQL, output=_writer(out), **_VERBATIM)
+    return int(status.rsplit(" ", 1)[1])
+
+
+def _writer(out: IO[bytes]) -> Callable[[bytes], Awaitable[None]]:
+    async def write(chunk: bytes) -> None:
+        out.write(chunk)
+
+    return write
 
 
 def read_lines(lines: Iterable[bytes]) -> Iterator[ExportedEvent]:
@@ -151,7 +150,7 @@ async def import_events(
         try:
             async with pool.acquire() as connection, connection.transaction():
                 await connection.copy_records_to_table(
-                    "events", records=[_record(e) for e in batch], columns=_COLUMNS
+                    "events", records=[_record(e) for e in batch], columns=COLUMNS
                 )
                 await _index_models(connection, batch)
                 await connection.execute(
