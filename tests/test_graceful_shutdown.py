@@ -62,7 +62,7 @@ async def test_a_stopped_training_worker_checkpoints_and_its_job_resumes_elsewhe
             # No periodic checkpoint: the only one before the stop is the one SIGTERM asks for.
             hyperparameters={"epochs": 6, "checkpoint_every": 0},
         )
-        await wait_for_job(pool, job_id, well_under_way, timeout_s=120)
+        await wait_for_job(pool, job_id, well_under_way, timeout_s=180)
         stopped_at = time.monotonic()
         code = await asyncio.to_thread(terminate, first, SHUTDOWN_TIMEOUT_S + 20)
         stop_took = time.monotonic() - stopped_at
@@ -80,7 +80,7 @@ async def test_a_stopped_training_worker_checkpoints_and_its_job_resumes_elsewhe
         assert stop_took < SHUTDOWN_TIMEOUT_S
 
         second = start_service(TRAINING_WORKER, tmp_path / "second.log")
-        job, events = await wait_for_job(pool, job_id, finished, timeout_s=180)
+        job, events = await wait_for_job(pool, job_id, finished, timeout_s=300)
     finally:
         kill_tree(first)
         if second is not None:

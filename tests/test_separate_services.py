@@ -129,7 +129,7 @@ async def test_a_job_submitted_through_one_api_is_followed_through_the_other(
             reader,
             f"/api/v2/datasets/{dataset_id}/versions/v1",
             lambda data: data["quality"] is not None,
-            timeout_s=60,
+            timeout_s=120,
         )
         submitted = await writer.post(
             "/api/v2/training/submit",
@@ -147,7 +147,7 @@ async def test_a_job_submitted_through_one_api_is_followed_through_the_other(
             reader,
             f"/api/v2/training/jobs/{job_id}/status",
             lambda data: data["status"] in ("succeeded", "failed", "cancelled"),
-            timeout_s=150,
+            timeout_s=300,
         )
         final = statuses[-1]
         assert final["status"] == "succeeded", final
