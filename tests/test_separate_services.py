@@ -55,10 +55,10 @@ class Platform:
 
 
 @pytest.fixture
-def platform(settings: object, admin_id: str, tmp_path: Path) -> Iterator[Platform]:
-    import os
-
-    os.environ["AIPLATFORM_LOG_FORMAT"] = "json"
+def platform(
+    settings: object, admin_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Platform]:
+    monkeypatch.setenv("AIPLATFORM_LOG_FORMAT", "json")  # as the container images set it
     running = Platform(tmp_path)
     try:
         running.start()
@@ -66,7 +66,6 @@ def platform(settings: object, admin_id: str, tmp_path: Path) -> Iterator[Platfo
             wait_ready(running.bases[name], running.processes[name], running.log(name))
         yield running
     finally:
-        del os.environ["AIPLATFORM_LOG_FORMAT"]
         for process in running.processes.values():
             kill_tree(process)
 
