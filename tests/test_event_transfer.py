@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aiplatform.aggregates import EXPERIMENTS, PROJECTS
 from aiplatform.cache import Cache, connect, key_prefix
@@ -23,10 +28,12 @@ from aiplatform.eventstore.codec import EventMetadata
 from aiplatform.eventstore.migrations import upgrade_to_head
 from aiplatform.eventstore.store import EventStore, create_pool
 from aiplatform.eventstore.transfer import (
+    ExportedEvent,
     TransferError,
     export_events,
     import_events,
     read_lines,
+    rising_batches,
     run_export,
     run_import,
 )
@@ -221,3 +228,32 @@ async def test_the_commands_stream_a_file_between_two_databases(
         expected_version=0,
     )
     assert appended.first_position > max(json.loads(line)["position"] for line in export.open())
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=50), max_size=60),
+    st.integers(min_value=1, max_value=8),
+)
+def test_batches_keep_the_order_and_rise_in_position(positions: list[int], size: int) -> None:
+    """A batch commits as one transaction, whose events readers order by position: each batch
+    must rise, or the target would reorder the file."""
+    events = [_line(position) for position in positions]
+    batches = list(rising_batches(iter(events), size))
+    assert [e for batch in batches for e in batch] == events
+    for batch in batches:
+        assert 1 <= len(batch) <= size
+        assert all(a.position < b.position for a, b in itertools.pairwise(batch))
+
+
+def _line(position: int) -> ExportedEvent:
+    return ExportedEvent(
+        position=position,
+        stream_id=f"s-{position}",
+        stream_version=1,
+        event_id=uuid.uuid4(),
+        event_type="ProjectArchived",
+        schema_version=1,
+        data=msgspec.Raw(b"{}"),
+        metadata=msgspec.Raw(b"{}"),
+        recorded_at=datetime(2025, 1, 1, tzinfo=UTC),
+    )

@@ -4,12 +4,17 @@ events, page by page."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from aiplatform.api.as_of import AsOf, parse_as_of
+from aiplatform.api.errors import RequestError
 from aiplatform.commands import CommandHandler
 from aiplatform.domain import jobs
 from aiplatform.domain.jobs import JobCheckpointed
@@ -257,3 +262,34 @@ async def test_a_job_as_of_its_last_event_matches_its_read_model_and_earlier_is_
     assert history["data"][1]["data"]["accelerator"] == "cpu"
     assert history["meta"]["total"] == past["data"]["version"]
     assert history["meta"]["has_more"] is True
+
+
+@given(st.datetimes(timezones=st.timezones()))
+def test_any_iso_time_is_read_as_the_same_instant(moment: datetime) -> None:
+    parsed = parse_as_of(moment.isoformat())
+    assert parsed is not None
+    assert parsed.time is not None
+    # Wall time and offset, not `==`: times in a zone's repeated hour never equal another zone's.
+    assert parsed.time.replace(tzinfo=None) == moment.replace(tzinfo=None)
+    assert parsed.time.utcoffset() == moment.utcoffset()
+    assert parsed.position is None
+
+
+@given(st.datetimes())
+def test_a_time_without_an_offset_is_utc(moment: datetime) -> None:
+    parsed = parse_as_of(moment.isoformat())
+    assert parsed is not None
+    assert parsed.time == moment.replace(tzinfo=UTC)
+
+
+@given(st.integers(min_value=0))
+def test_an_integer_is_a_position(position: int) -> None:
+    assert parse_as_of(str(position)) == AsOf(position=position)
+
+
+@given(st.text(alphabet=st.characters(codec="ascii", exclude_categories=["Nd"]), max_size=30))
+def test_text_without_digits_is_refused_naming_as_of(text: str) -> None:
+    with pytest.raises(RequestError) as refused:
+        parse_as_of(text)
+    assert refused.value.field == "as_of"
+    assert refused.value.status_code == 400

@@ -146,7 +146,7 @@ async def import_events(
     stream = iter(events)
     already_there = await _resume_point(pool, stream)
     imported = 0
-    for batch in _batches(stream, batch_size):
+    for batch in rising_batches(stream, batch_size):
         try:
             async with pool.acquire() as connection, connection.transaction():
                 await connection.copy_records_to_table(
@@ -185,7 +185,7 @@ async def _resume_point(pool: asyncpg.Pool, stream: Iterator[ExportedEvent]) -> 
     )
 
 
-def _batches(stream: Iterator[ExportedEvent], size: int) -> Iterator[list[ExportedEvent]]:
+def rising_batches(stream: Iterator[ExportedEvent], size: int) -> Iterator[list[ExportedEvent]]:
     """Runs of at most `size` events whose positions rise (see the module's docstring)."""
     batch: list[ExportedEvent] = []
     for event in stream:
