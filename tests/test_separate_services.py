@@ -173,9 +173,10 @@ async def test_a_job_submitted_through_one_api_is_followed_through_the_other(
     left = {name: code for name, code in codes.items() if code is None}
     assert not left, f"had to be killed: {left}"
 
-    # The APIs log one JSON object per line (the container images set this format).
-    lines = [json.loads(line) for line in platform.log("api-2").read_text().splitlines()]
-    assert lines
-    assert all(
-        {"time", "level", "logger", "message", "request_id"} <= line.keys() for line in lines
-    )
+    # Every service logs one JSON object per line (the container images set this format).
+    for name in platform.processes:
+        lines = platform.log(name).read_text().splitlines()
+        assert lines, name
+        for line in lines:
+            logged = json.loads(line)
+            assert {"time", "level", "logger", "message", "request_id"} <= logged.keys()

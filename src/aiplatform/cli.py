@@ -227,6 +227,10 @@ def run_worker(queues: str, process_count: int, threads: int, shutdown_timeout_s
         "--worker-shutdown-timeout",
         str(int(shutdown_timeout_s * 1000)),
     ]
+    if log_format() == "json":
+        # The worker processes set up JSON logging themselves (workers.entrypoint); Dramatiq's
+        # text setup would mix its own lines in.
+        command.append("--skip-logging")
     os.execve(sys.executable, command, env)
 
 

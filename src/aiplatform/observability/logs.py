@@ -72,10 +72,5 @@ def configure_logging(chosen: str) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.INFO)
-
-
-def reformat_handlers(chosen: str) -> None:
-    """For processes whose logging someone else set up (Dramatiq's worker processes): keep
-    their handlers, change how lines look."""
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(formatter(chosen))
+    # Library warnings become log lines too, rather than bare text between them.
+    logging.captureWarnings(True)
