@@ -13,14 +13,21 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from aiplatform.config import Settings
 from aiplatform.importing.v1 import import_v1, imported_id, run_import_v1
-from v1_database import write_v1_database
+from aiplatform.storage import BlobStore, blob_store_from_settings
+from v1_database import FILES, write_v1_database
 
 Client = AsyncTestClient[Litestar]
 _IMPORTED = (
     "SELECT stream_id, stream_version, event_id, event_type, data::text, metadata::text "
     "FROM events WHERE metadata->>'imported_from' = 'v1' ORDER BY global_position"
 )
+
+
+@pytest.fixture
+def blobs(settings: Settings) -> BlobStore:
+    return blob_store_from_settings(settings)
 
 
 async def _state(pool: asyncpg.Pool) -> dict[str, Any]:
@@ -41,14 +48,14 @@ async def _state(pool: asyncpg.Pool) -> dict[str, Any]:
 
 
 async def test_importing_twice_yields_the_state_of_importing_once(
-    pool: asyncpg.Pool, tmp_path: Path
+    pool: asyncpg.Pool, blobs: BlobStore, tmp_path: Path
 ) -> None:
     path = tmp_path / "ai_platform.db"
     refusals = write_v1_database(path, first_id=1000, suffix="_twice")
 
-    first = await import_v1(pool, path)
+    first = await import_v1(pool, blobs, path)
     once = await _state(pool)
-    second = await import_v1(pool, path)
+    second = await import_v1(pool, blobs, path)
     twice = await _state(pool)
 
     assert twice == once
@@ -70,11 +77,11 @@ async def test_importing_twice_yields_the_state_of_importing_once(
 
 
 async def test_imported_events_keep_owners_and_times_and_say_where_they_came_from(
-    pool: asyncpg.Pool, tmp_path: Path
+    pool: asyncpg.Pool, blobs: BlobStore, tmp_path: Path
 ) -> None:
     path = tmp_path / "ai_platform.db"
     write_v1_database(path, first_id=2000, suffix="_meta")
-    await import_v1(pool, path)
+    await import_v1(pool, blobs, path)
 
     project = await pool.fetch(
         "SELECT event_type, data::text, metadata::text FROM events WHERE stream_id = $1 "
@@ -100,12 +107,12 @@ async def test_imported_events_keep_owners_and_times_and_say_where_they_came_fro
 
 
 async def test_malformed_rows_are_reported_with_their_reasons_not_fatal(
-    pool: asyncpg.Pool, tmp_path: Path
+    pool: asyncpg.Pool, blobs: BlobStore, tmp_path: Path
 ) -> None:
     path = tmp_path / "ai_platform.db"
     write_v1_database(path, first_id=3000, suffix="_bad")
 
-    report = await import_v1(pool, path)
+    report = await import_v1(pool, blobs, path)
 
     reasons = {(r.table, r.row): r.reason for r in report.refused}
     assert "username" in reasons[("users", "id=3003")]
@@ -114,6 +121,8 @@ async def test_malformed_rows_are_reported_with_their_reasons_not_fatal(
     assert "not valid JSON" in reasons[("projects", "id=3003")]
     assert "status" in reasons[("experiments", "id=3003")]
     assert "file_hash" in reasons[("datasets", "id=3002")]
+    assert "does not match its file_size and file_hash" in reasons[("datasets", "id=3003")]
+    assert [(t, row) for t, row, _ in report.missing_files] == [("datasets", "id=3001")]
     assert "framework" in reasons[("models", "id=3002")]
     assert "running" in reasons[("tasks", "id=3003")]
     assert "inference" in reasons[("tasks", "id=3004")]
@@ -121,11 +130,11 @@ async def test_malformed_rows_are_reported_with_their_reasons_not_fatal(
 
 
 async def test_the_imported_history_reads_through_the_api(
-    client: Client, pool: asyncpg.Pool, tmp_path: Path
+    client: Client, pool: asyncpg.Pool, blobs: BlobStore, tmp_path: Path
 ) -> None:
     path = tmp_path / "ai_platform.db"
     write_v1_database(path, first_id=4000, suffix="_api")
-    await import_v1(pool, path)
+    await import_v1(pool, blobs, path)
 
     model = await client.get(f"/api/v2/models/{imported_id('models', 4001)}")
     experiment = await client.get(f"/api/v2/experiments/{imported_id('experiments', 4000)}")
@@ -136,19 +145,25 @@ async def test_the_imported_history_reads_through_the_api(
     assert experiment.json()["data"]["status"] == "completed"
     assert experiment.json()["data"]["metrics"] == {"accuracy": 0.9}
     assert user.json()["data"]["active"] is False
+    dataset_file = await client.get(
+        f"/api/v2/datasets/{imported_id('datasets', 4000)}/versions/v1/download"
+    )
+    model_file = await client.get(f"/api/v2/models/{imported_id('models', 4001)}/download")
+    assert dataset_file.text == FILES["data/customers.csv"]
+    assert model_file.text == FILES["models/2.safetensors"]
 
 
 async def test_the_command_prints_its_report(
-    settings: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "ai_platform.db"
     write_v1_database(path, first_id=5000, suffix="_cli")
-    url = settings.require_database_url()
 
-    assert await asyncio.to_thread(run_import_v1, url, path) == 0
-    assert await asyncio.to_thread(run_import_v1, url, tmp_path / "missing.db") == 1
+    assert await asyncio.to_thread(run_import_v1, settings, path) == 0
+    assert await asyncio.to_thread(run_import_v1, settings, tmp_path / "missing.db") == 1
 
     out = capsys.readouterr().out
     assert "users: 3 imported, 0 already there, 2 refused" in out
     assert "refused tasks id=5004: v2 keeps no history of inference requests" in out
     assert "missing.db is not a file" in out
+    assert "no file for datasets id=5001: data/notes.txt was not found" in out

@@ -52,11 +52,25 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# Files next to the database, at the paths its rows name (notes.txt is missing on purpose, and
+# tampered.csv no longer matches its row).
+FILES = {
+    "data/customers.csv": "id,label\n1,yes\n2,no\n",
+    "models/1.safetensors": "weights one",
+    "models/2.safetensors": "weights two",
+    "data/tampered.csv": "id,label\n1,changed after v1 hashed it\n",
+}
+
+
 def write_v1_database(path: Path, first_id: int = 1, suffix: str = "") -> dict[str, int]:
     """Writes the database; returns how many rows of each table v2 should refuse. Ids start at
     `first_id` and usernames end with `suffix`, so that several databases can be imported into
     one event store."""
     i = first_id
+    for name, content in FILES.items():
+        (path.parent / name).parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / name).write_text(content)
+    customers, one, two = (FILES[k] for k in list(FILES)[:3])
     database = sqlite3.connect(path)
     database.executescript(SCHEMA)
     rows = {
@@ -178,9 +192,9 @@ def write_v1_database(path: Path, first_id: int = 1, suffix: str = "") -> dict[s
                 "customers",
                 "",
                 "data/customers.csv",
-                1200,
-                _sha("customers"),
-                40,
+                len(customers),
+                _sha(customers),
+                2,
                 "csv",
                 i,
                 "2023-06-01 08:00:00",
@@ -200,6 +214,20 @@ def write_v1_database(path: Path, first_id: int = 1, suffix: str = "") -> dict[s
             ),
             # Refused: a hash that is no sha256.
             (i + 2, i, "bad", None, "data/bad.csv", 1, "abc", 1, "csv", i, "2023-06-03 08:00:00"),
+            # Refused: its file changed since v1 recorded its size and hash.
+            (
+                i + 3,
+                i,
+                "tampered",
+                None,
+                "data/tampered.csv",
+                38,
+                _sha("v1"),
+                1,
+                "csv",
+                i,
+                "2023-06-04 08:00:00",
+            ),
         ],
         "models": [
             (
@@ -209,8 +237,8 @@ def write_v1_database(path: Path, first_id: int = 1, suffix: str = "") -> dict[s
                 1,
                 "safetensors",
                 "models/1.safetensors",
-                5000,
-                _sha("m1"),
+                len(one),
+                _sha(one),
                 json.dumps({"accuracy": 0.88}),
                 "archived",
                 i,
@@ -223,8 +251,8 @@ def write_v1_database(path: Path, first_id: int = 1, suffix: str = "") -> dict[s
                 2,
                 "safetensors",
                 "models/2.safetensors",
-                5100,
-                _sha("m2"),
+                len(two),
+                _sha(two),
                 json.dumps({"accuracy": 0.91}),
                 "production",
                 i,
@@ -362,7 +390,7 @@ def write_v1_database(path: Path, first_id: int = 1, suffix: str = "") -> dict[s
         "projects": 2,
         "project_members": 1,
         "experiments": 1,
-        "datasets": 1,
+        "datasets": 2,
         "models": 1,
         "tasks": 3,
     }

@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "import-v1":
                 from aiplatform.importing.v1 import run_import_v1
 
-                return run_import_v1(settings.require_database_url(), arguments.path)
+                return run_import_v1(settings, arguments.path)
             case "openapi":
                 return run_openapi(settings)
             case "create-admin":

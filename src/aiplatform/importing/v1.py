@@ -6,6 +6,9 @@ are derived from the v1 ids (uuid5), and every command carries an idempotency ke
 its row, so running the import again appends nothing twice: the event store answers a repeated
 key with the first result. A row that does not fit, or whose parent was refused, is reported
 with the reason, and the import goes on.
+
+The files of datasets and models are copied into the blob store when they are found (at their
+v1 path, or relative to the database's directory) and match their recorded size and hash.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import sqlite3
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +32,7 @@ import msgspec
 from aiplatform.aggregates import DATASETS, EXPERIMENTS, JOBS, MODELS, PROJECTS, USERS
 from aiplatform.auth.accounts import create_account, update_account
 from aiplatform.commands import Aggregate, CommandContext, CommandHandler, InTransaction
+from aiplatform.config import Settings
 from aiplatform.domain import datasets, experiments, jobs, models, projects, users
 from aiplatform.domain.errors import DomainError
 from aiplatform.eventstore.codec import EventMetadata
@@ -46,6 +50,7 @@ from aiplatform.importing.v1_rows import (
     parse_row,
 )
 from aiplatform.model_registration import register_model
+from aiplatform.storage import BlobStore, BlobTooLargeError
 
 SOURCE = "v1"
 IMPORTER = "system:import-v1"
@@ -70,6 +75,8 @@ class ImportReport:
     imported: Counter[str] = field(default_factory=Counter)
     already_imported: Counter[str] = field(default_factory=Counter)
     refused: list[Refusal] = field(default_factory=list)
+    # Rows imported without their file: (table, row, v1 path).
+    missing_files: list[tuple[str, str, str]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         tables = sorted(
@@ -80,7 +87,11 @@ class ImportReport:
             f"there, {sum(r.table == table for r in self.refused)} refused"
             for table in tables
         ]
-        return summary + [f"refused {r.table} {r.row}: {r.reason}" for r in self.refused]
+        missing = [
+            f"no file for {table} {row}: {path} was not found; upload it again to use it"
+            for table, row, path in self.missing_files
+        ]
+        return summary + [f"refused {r.table} {r.row}: {r.reason}" for r in self.refused] + missing
 
 
 @dataclass(frozen=True)
@@ -110,9 +121,17 @@ _TABLES: tuple[tuple[str, type[msgspec.Struct], str], ...] = (
 
 
 class V1Import:
-    def __init__(self, pool: asyncpg.Pool, database: sqlite3.Connection):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        database: sqlite3.Connection,
+        blobs: BlobStore,
+        files_root: Path,
+    ):
         self.handler = CommandHandler(EventStore(pool))
         self.database = database
+        self.blobs = blobs
+        self.files_root = files_root
         self.report = ImportReport()
         # v1 ids whose rows are in the log, now or from an earlier run: children need them.
         self.present: dict[str, set[int]] = {table: set() for table, _, _ in _TABLES}
@@ -302,9 +321,14 @@ class V1Import:
     async def _dataset(self, row: V1Dataset, fingerprint: str) -> bool:
         dataset_id = imported_id("datasets", row.id)
         creator = self._user_id(row.created_by, "creator")
+        project_id = self._project_id(row.project_id)
+        blob_key = f"datasets/{dataset_id}/v1-import"
+        await self._copy_file(
+            "datasets", row.id, row.file_path, blob_key, row.file_size, row.file_hash
+        )
         create = datasets.CreateDataset(
             dataset_id=dataset_id,
-            project_id=self._project_id(row.project_id),
+            project_id=project_id,
             name=row.name,
             description=row.description or "",
             first=datasets.NewVersion(
@@ -313,7 +337,7 @@ class V1Import:
                 size=row.file_size,
                 rows=row.row_count,
                 format=row.format,
-                blob_key=f"v1/{row.file_path}",
+                blob_key=blob_key,
                 filename=Path(row.file_path).name or "data",
                 uploaded_by=creator,
             ),
@@ -331,12 +355,16 @@ class V1Import:
         project_id = self._project_id(row.project_id)
         line = models.line_of(project_id, row.name)
         common = Origin(fingerprint, self._user_id(row.created_by, "creator"), row.created_at)
+        blob_key = f"models/{model_id}/v1-import"
+        await self._copy_file(
+            "models", row.id, row.file_path, blob_key, row.file_size, row.file_hash
+        )
         register = models.RegisterModel(
             model_id=model_id,
             project_id=project_id,
             name=row.name,
             framework=row.framework,
-            artifact_key=f"v1/{row.file_path}",
+            artifact_key=blob_key,
             size=row.file_size,
             sha256=row.file_hash,
             metrics=row.metrics,
@@ -348,6 +376,27 @@ class V1Import:
             key = f"models/{row.id}/stage"
             fresh |= await self._command(MODELS, line, stage, key=key, origin=common)
         return fresh
+
+    async def _copy_file(
+        self, table: str, v1_id: int, v1_path: str, key: str, size: int, sha256: str
+    ) -> None:
+        """Puts the row's file in the blob store under `key`, unless it is there already; a
+        file that is not found is noted, one that differs from its row refuses the row."""
+        if await self.blobs.exists(key):
+            return
+        path = Path(v1_path)
+        if not path.is_absolute():
+            path = self.files_root / path
+        if not await asyncio.to_thread(path.is_file):
+            self.report.missing_files.append((table, f"id={v1_id}", v1_path))
+            return
+        try:
+            info = await self.blobs.put_stream(key, _read(path), max_bytes=size)
+        except BlobTooLargeError:
+            raise Refused(f"its file {v1_path} is larger than its file_size ({size})") from None
+        if (info.size, info.sha256) != (size, sha256):
+            await self.blobs.delete(key)
+            raise Refused(f"its file {v1_path} does not match its file_size and file_hash")
 
     async def _task(self, row: V1Task, fingerprint: str) -> bool:
         if row.task_type != "training":
@@ -405,32 +454,39 @@ def _numbers(value: object) -> dict[str, float]:
     }
 
 
+async def _read(path: Path) -> AsyncIterator[bytes]:
+    with await asyncio.to_thread(path.open, "rb") as file:
+        while chunk := await asyncio.to_thread(file.read, 1 << 20):
+            yield chunk
+
+
 def _fingerprint(row: sqlite3.Row) -> str:
     """What the row said when it was imported: a changed row is reported, not imported again."""
     content = json.dumps({key: row[key] for key in row.keys()}, sort_keys=True, default=str)  # noqa: SIM118
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-async def import_v1(pool: asyncpg.Pool, path: Path) -> ImportReport:
+async def import_v1(pool: asyncpg.Pool, blobs: BlobStore, path: Path) -> ImportReport:
     """Imports the v1 database at `path` (an existing file: check before calling)."""
     database = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     database.row_factory = sqlite3.Row
     try:
-        return await V1Import(pool, database).run()
+        return await V1Import(pool, database, blobs, path.parent).run()
     except sqlite3.DatabaseError as error:
         raise ValueError(f"{path} is not a readable v1 database: {error}") from None
     finally:
         database.close()
 
 
-def run_import_v1(database_url: str, path: Path) -> int:
+def run_import_v1(settings: Settings, path: Path) -> int:
     """`aiplatform import-v1 PATH`: prints what it imported and what it refused, and why."""
     from aiplatform.eventstore.store import create_pool
+    from aiplatform.storage import blob_store_from_settings
 
     async def run() -> ImportReport:
-        pool = await create_pool(database_url, max_size=2)
+        pool = await create_pool(settings.require_database_url(), max_size=2)
         try:
-            return await import_v1(pool, path)
+            return await import_v1(pool, blob_store_from_settings(settings), path)
         finally:
             await pool.close()
 
