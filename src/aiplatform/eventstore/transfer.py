@@ -2,7 +2,7 @@
 `aiplatform import-events`.
 
 The export is one consistent snapshot of the log (a repeatable-read transaction) streamed
-through a cursor in catch-up order, `(transaction_id, global_position)`: one event per line,
+with COPY in catch-up order, `(transaction_id, global_position)`: one event per line,
 with its stream id and version, event id, type, schema version, data and metadata exactly as
 stored (no upcasting), and its `recorded_at`.
 
