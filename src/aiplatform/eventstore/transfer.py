@@ -227,7 +227,7 @@ async def _index_models(connection: asyncpg.Connection, batch: list[ExportedEven
 
 
 def run_export(database_url: str, output: Path | None) -> int:
-    """`aiplatform export-events [--output FILE]` (standard output without one)."""
+    """`aiplatform export-events [--output FILE]` (standard output without one, or with `-`)."""
 
     async def export(out: IO[bytes]) -> int:
         from aiplatform.eventstore.store import create_pool
@@ -238,7 +238,7 @@ def run_export(database_url: str, output: Path | None) -> int:
         finally:
             await pool.close()
 
-    if output is None:
+    if output is None or str(output) == "-":
         count = asyncio.run(export(sys.stdout.buffer))
     else:
         with output.open("wb") as out:
