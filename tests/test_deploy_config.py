@@ -134,6 +134,12 @@ def test_compose_runs_every_part_of_the_platform(compose: dict[str, Any]) -> Non
                 "service_completed_successfully"
             )
     assert served == set(QUEUES)
+    for name, service in services.items():
+        command = service.get("command") or []
+        if command[1:2] == ["worker"]:
+            # A worker waits for its running messages within the container's grace period.
+            grace_s = float(service["stop_grace_period"].removesuffix("s"))
+            assert _parser().parse_args(command[1:]).shutdown_timeout < grace_s, name
     assert "/ready" in " ".join(services["api"]["healthcheck"]["test"])
     gpu = services["training-worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert gpu == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
@@ -182,9 +188,14 @@ def test_the_workflow_runs_the_checks_of_ci_run() -> None:
     test = workflow["jobs"]["test"]
     steps = [step.get("run", "") for step in test["steps"]]
     assert test_command in steps
-    # What .ci/run installs for the tests, the workflow installs too.
+    # What .ci/run installs or sets for the tests, the workflow installs or sets too.
     assert "docker-compose" in ci_run
     assert any("install" in run and "docker-compose" in run for run in steps)
+    for name, value in re.findall(r"^export (\w+)=(\S+)$", ci_run, re.MULTILINE):
+        assert test["env"][name] == value, name
+    if "cd web" in test_command:
+        node = [s for s in test["steps"] if s.get("uses", "").startswith("actions/setup-node")]
+        assert node, "the web checks need Node.js"
     assert test["services"]["postgres"]["image"] == "postgres:15"
     assert test["services"]["redis"]["image"] == "redis:7"
     builds = " ".join(step.get("run", "") for step in workflow["jobs"]["images"]["steps"])
@@ -324,10 +335,13 @@ def test_manifests_run_the_platform(rendered: list[dict[str, Any]]) -> None:
         "aiplatform-scheduler",
     }
     served = set()
-    for _, container in containers(rendered):
+    for name, container in containers(rendered):
         assert_cli_command(container["command"])
         if container["command"][1] == "worker":
-            served |= set(_parser().parse_args(container["command"][1:]).queues.split(","))
+            arguments = _parser().parse_args(container["command"][1:])
+            served |= set(arguments.queues.split(","))
+            grace_s = deployments[name]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            assert arguments.shutdown_timeout < grace_s, name
         sources = {next(iter(s.values()))["name"] for s in container["envFrom"]}
         assert sources == {"aiplatform-config", "aiplatform-secrets"}
     assert served == set(QUEUES)
@@ -370,10 +384,8 @@ def test_production_training_workers_get_gpus() -> None:
     [container] = training["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "cuda" in container["image"]
-    # The grace period covers the worker's own wait for a checkpoint.
-    arguments = _parser().parse_args(container["command"][1:])
-    grace = training["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert arguments.shutdown_timeout < grace
+    # Time to save a checkpoint of a large model before the job is handed back.
+    assert _parser().parse_args(container["command"][1:]).shutdown_timeout >= 60
 
 
 # -- Dockerfiles ---------------------------------------------------------------------------
