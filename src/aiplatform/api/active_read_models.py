@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 
 from aiplatform.api.services import Services
-from aiplatform.projectors.read_models import ReadModel, active_read_models
+from aiplatform.projectors.read_models import ACTIVE_REFRESH_S, ReadModel, active_read_models
 from aiplatform.queries.datasets import DatasetQueries
 from aiplatform.queries.experiments import ExperimentQueries
 from aiplatform.queries.jobs import JobQueries
@@ -22,8 +22,6 @@ from aiplatform.queries.roles import RoleQueries
 from aiplatform.queries.users import UserQueries
 
 log = logging.getLogger(__name__)
-
-REFRESH_S = 1.0
 
 
 def use_read_models(services: Services, active: Mapping[str, ReadModel]) -> list[str]:
@@ -64,7 +62,7 @@ def use_read_models(services: Services, active: Mapping[str, ReadModel]) -> list
 
 
 class ActiveReadModels:
-    """Re-reads the active versions every `REFRESH_S` and moves the services to them."""
+    """Re-reads the active versions every `ACTIVE_REFRESH_S` and moves the services to them."""
 
     def __init__(self, services: Services):
         self.services = services
@@ -87,7 +85,7 @@ class ActiveReadModels:
 
     async def _follow(self) -> None:
         while True:
-            await asyncio.sleep(REFRESH_S)
+            await asyncio.sleep(ACTIVE_REFRESH_S)
             try:
                 await self.refresh()
             except Exception:  # the database away for a moment: keep the versions in use

@@ -18,6 +18,7 @@ from aiplatform.domain.projects import (
     ProjectUpdated,
 )
 from aiplatform.eventstore.codec import RecordedEvent
+from aiplatform.projectors.projects_batch import apply_projects_batch
 from aiplatform.projectors.read_models import ReadModel, load_read_model
 
 _json = msgspec.json.Encoder()
@@ -136,6 +137,11 @@ class ProjectsProjector:
                     event.user_id,
                 )
                 await self._touch(connection, recorded)
+
+    async def apply_batch(
+        self, connection: asyncpg.Connection, events: Sequence[RecordedEvent]
+    ) -> None:
+        await apply_projects_batch(connection, self.read_model, events)
 
     async def _touch(self, connection: asyncpg.Connection, recorded: RecordedEvent) -> None:
         """Membership is part of the project: its version moves with every member change."""

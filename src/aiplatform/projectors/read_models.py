@@ -27,6 +27,8 @@ from aiplatform.resources import resource_dir
 # Where the projection files are read from, when not those shipped with the platform: lets an
 # operator (or a test) try changed read models without rebuilding the package.
 PROJECTIONS_DIR_ENV = "AIPLATFORM_PROJECTIONS_DIR"
+# How often readers (API processes) re-read which versions are active.
+ACTIVE_REFRESH_S = 1.0
 
 
 @dataclass(frozen=True)

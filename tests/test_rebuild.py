@@ -1,0 +1,442 @@
+"""A changed projection file is rebuilt beside the version that serves, then switched in: reads
+never fail and never see a half-built read model (DESIGN.md, zero-downtime rebuild).
+
+The platform here is its own: a database, a queue namespace, a worker process and a scheduler,
+so that switching a read model cannot touch the read models the rest of the run uses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from aiplatform.bootstrap import ensure_admin
+from aiplatform.config import Settings, load_settings
+from aiplatform.domain.projects import (
+    MemberGranted,
+    MemberRevoked,
+    ProjectArchived,
+    ProjectCreated,
+    ProjectDeleted,
+    ProjectRestored,
+    ProjectUpdated,
+    stream_id,
+)
+from aiplatform.eventstore.codec import EventMetadata, RecordedEvent
+from aiplatform.eventstore.migrations import upgrade_to_head
+from aiplatform.eventstore.store import EventStore, create_pool
+from aiplatform.projectors.projects import ProjectsProjector
+from aiplatform.projectors.read_models import (
+    PROJECTIONS_DIR_ENV,
+    ReadModel,
+    install,
+    projections_dir,
+)
+from conftest import ADMIN_DATABASE_URL, ADMIN_PASSWORD
+from service_processes import free_port, start_service, terminate, wait_ready
+
+PROJECTS = 4_000
+RENAMES = 9  # each project: created, then renamed this many times
+STOP_TIMEOUT_S = 20
+SWITCH_WITHIN_S = 240
+READERS = 4
+# Added to the copy of projects.sql: a changed file, which this code's projector still fills.
+ADDED_DDL = "\nCREATE INDEX projects_by_name ON projects (name);\n"
+
+
+@contextmanager
+def platform_process(arguments: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aiplatform", *arguments],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+async def own_platform(settings: Settings, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    """The environment of a platform with a database and queues of its own."""
+    name = f"aiplatform_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(ADMIN_DATABASE_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    database_url = ADMIN_DATABASE_URL.rpartition("/")[0] + f"/{name}"
+    await asyncio.to_thread(upgrade_to_head, database_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIPLATFORM_")}
+    env.update(
+        {
+            "AIPLATFORM_DATABASE_URL": database_url,
+            "AIPLATFORM_REDIS_URL": settings.require_redis_url(),
+            "AIPLATFORM_INSTANCE": name,
+            "AIPLATFORM_SECRET_KEY": settings.require_secret_key(),
+            "AIPLATFORM_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+    try:
+        yield env
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+        client = redis.Redis.from_url(settings.require_redis_url())
+        keys = list(client.scan_iter(match=f"*{name}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+async def seed_projects(database_url: str, owner_id: str) -> dict[str, tuple[str, int]]:
+    """Writes the projects' histories straight to the log; returns each project's final name
+    and version."""
+    pool = await create_pool(database_url, max_size=4)
+    store = EventStore(pool)
+    metadata = EventMetadata(actor=owner_id)
+    expected: dict[str, tuple[str, int]] = {}
+
+    async def one(index: int) -> None:
+        project_id = str(uuid.uuid4())
+        events: list[Any] = [
+            ProjectCreated(
+                project_id=project_id,
+                name=f"p{index}-v0",
+                description="",
+                config={},
+                tags=[],
+                owner_id=owner_id,
+            )
+        ]
+        events += [
+            ProjectUpdated(project_id=project_id, name=f"p{index}-v{n}")
+            for n in range(1, RENAMES + 1)
+        ]
+        await store.append(stream_id(project_id), events, metadata, expected_version=0)
+        expected[project_id] = (f"p{index}-v{RENAMES}", RENAMES + 1)
+
+    try:
+        for start in range(0, PROJECTS, 50):
+            await asyncio.gather(*(one(i) for i in range(start, min(start + 50, PROJECTS))))
+    finally:
+        await pool.close()
+    return expected
+
+
+async def stats_of(client: httpx.AsyncClient, read_model: str) -> dict[str, Any]:
+    response = await client.get("/api/v2/admin/stats")
+    assert response.status_code == 200, response.text
+    status: dict[str, Any] = next(
+        rm for rm in response.json()["data"]["read_models"] if rm["read_model"] == read_model
+    )
+    return status
+
+
+async def wait_caught_up(client: httpx.AsyncClient, version: str) -> None:
+    deadline = time.monotonic() + SWITCH_WITHIN_S
+    while time.monotonic() < deadline:
+        status = await stats_of(client, "projects")
+        active = status["active"]
+        if active["version"] == version and active["events_behind"] == 0:
+            return
+        await asyncio.sleep(0.5)
+    pytest.fail(f"the projects read model did not catch up: {status}")
+
+
+class Readers:
+    """Clients that read projects without pause and check every answer."""
+
+    def __init__(self, client: httpx.AsyncClient, expected: dict[str, tuple[str, int]]):
+        self.client = client
+        self.expected = expected
+        self.ids = list(expected)
+        self.reads = 0
+        self.failures: list[str] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._read(n)) for n in range(READERS)]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def _read(self, reader: int) -> None:
+        turn = reader
+        while not self._stop.is_set():
+            turn += READERS
+            try:
+                if turn % 10 == 0:
+                    await self._read_list()
+                else:
+                    await self._read_one(self.ids[turn % len(self.ids)])
+            except httpx.HTTPError as error:
+                self.failures.append(f"{type(error).__name__}: {error}")
+            self.reads += 1
+
+    async def _read_one(self, project_id: str) -> None:
+        response = await self.client.get(f"/api/v2/projects/{project_id}")
+        if response.status_code != 200:
+            self.failures.append(f"GET {project_id}: {response.status_code} {response.text}")
+            return
+        data = response.json()["data"]
+        if (data["name"], data["version"]) != self.expected[project_id]:
+            self.failures.append(f"GET {project_id}: {data['name']} v{data['version']}")
+
+    async def _read_list(self) -> None:
+        response = await self.client.get("/api/v2/projects", params={"limit": 100})
+        if response.status_code != 200:
+            self.failures.append(f"GET projects: {response.status_code} {response.text}")
+            return
+        body = response.json()
+        if body["meta"]["total"] != len(self.expected):
+            self.failures.append(f"GET projects: total {body['meta']['total']}")
+        for item in body["data"]:
+            if (item["name"], item["version"]) != self.expected[item["id"]]:
+                self.failures.append(f"GET projects: {item['name']} v{item['version']}")
+
+
+def start_api_with(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = start_service(["api", "--host", "127.0.0.1", "--port", str(port)], log, **env)
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def table_reads(pool: asyncpg.Pool, read_model: ReadModel) -> int:
+    """Scans of the read model's `projects` table so far (the statistics lag by a second)."""
+    reads: int = await pool.fetchval(
+        "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
+        "WHERE schemaname = $1 AND relname = 'projects'",
+        read_model.schema,
+    )
+    return reads
+
+
+@pytest.mark.slow
+async def test_a_changed_projection_is_built_beside_the_served_one_then_switched_in(
+    own_platform: dict[str, str], tmp_path: Path
+) -> None:
+    """An API process serves projects while a worker started with a changed `projects.sql`
+    builds the new version and switches it in: every read answers 200 with the right data,
+    before, during and after the switch, and then the API reads the new tables."""
+    env = own_platform
+    settings = load_settings(env)
+    await ensure_admin(settings, "root", ADMIN_PASSWORD, "root@example.com")
+    changed_dir = tmp_path / "projections"
+    shutil.copytree(projections_dir(), changed_dir)
+    projects_sql = changed_dir / "projects.sql"
+    projects_sql.write_text(projects_sql.read_text() + ADDED_DDL)
+    old = ReadModel("projects", (projections_dir() / "projects.sql").read_text())
+    new = ReadModel("projects", projects_sql.read_text())
+    pool = await create_pool(settings.require_database_url(), max_size=2)
+    api, base = start_api_with(env, tmp_path / "api.log")
+    try:
+        with platform_process(["scheduler"], env, tmp_path / "scheduler.log"):
+            await asyncio.to_thread(wait_ready, base, api, tmp_path / "api.log")
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                token = await client.post(
+                    "/api/v2/auth/token", json={"username": "root", "password": ADMIN_PASSWORD}
+                )
+                client.headers["Authorization"] = f"Bearer {token.json()['data']['access_token']}"
+                me = (await client.get("/api/v2/auth/me")).json()["data"]
+                expected = await seed_projects(settings.require_database_url(), me["id"])
+                with platform_process(
+                    ["worker", "--queues", "projector"], env, tmp_path / "worker-old.log"
+                ):
+                    await wait_caught_up(client, old.version)
+
+                readers = Readers(client, expected)
+                readers.start()
+                seen_building: list[dict[str, Any]] = []
+                with platform_process(
+                    ["worker", "--queues", "projector"],
+                    {**env, PROJECTIONS_DIR_ENV: str(changed_dir)},
+                    tmp_path / "worker-new.log",
+                ):
+                    deadline = time.monotonic() + SWITCH_WITHIN_S
+                    while True:
+                        status = await stats_of(client, "projects")
+                        if status["building"] is not None:
+                            seen_building.append({**status, "reads": readers.reads})
+                        if status["active"]["version"] == new.version:
+                            break
+                        if time.monotonic() > deadline:
+                            log = (tmp_path / "worker-new.log").read_text()[-3000:]
+                            pytest.fail(f"no switch within {SWITCH_WITHIN_S} s: {status}\n{log}")
+                        await asyncio.sleep(0.1)
+                    reads_at_switch = readers.reads
+                    # The API moves to the new version within a second; keep reading after.
+                    await asyncio.sleep(2)
+                    new_tables_before = await table_reads(pool, new)
+                    await asyncio.sleep(3)
+                    await readers.stop()
+                    await asyncio.sleep(1.5)  # the statistics collector's delay
+                    new_tables_after = await table_reads(pool, new)
+                    final = await stats_of(client, "projects")
+                    index = await pool.fetchval(
+                        "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
+                        new.schema,
+                        "projects_by_name",
+                    )
+                    states = dict(
+                        await pool.fetch(
+                            "SELECT checkpoint, state FROM read_model_versions "
+                            "WHERE read_model = 'projects'"
+                        )
+                    )
+    finally:
+        terminate(api, 20)
+        await pool.close()
+
+    assert readers.failures == []
+    assert reads_at_switch > 50
+    assert readers.reads > reads_at_switch + 50
+    # While it was built, the old version served and admin/stats showed the new one's progress.
+    assert seen_building, "admin/stats never showed the version being built"
+    building = seen_building[-1]
+    assert building["active"]["version"] == old.version
+    assert building["building"]["version"] == new.version
+    assert 0 <= building["progress"] <= 1
+    # After the switch the API reads the new tables: its reads scan them.
+    assert new_tables_after > new_tables_before
+    assert final["building"] is None
+    assert final["active"]["version"] == new.version
+    assert final["active"]["events_behind"] == 0
+    assert index == 1
+    # The old tables stay (retired, still projected) until their grace period ends.
+    assert states == {old.checkpoint: "retired", new.checkpoint: "active"}
+
+
+# Set-wise batches ------------------------------------------------------------------------------
+
+PROJECT_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["update", "archive", "restore", "delete", "grant", "revoke"]),
+        st.integers(0, 3),  # which project
+        st.integers(0, 2),  # which user
+    ),
+    max_size=40,
+)
+
+
+def project_history(ops: list[tuple[str, int, int]]) -> list[RecordedEvent]:
+    """Events of four projects: each created before its first other event."""
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+    users = ["owner", "u1", "u2"]
+    versions = [0] * 4
+    events: list[RecordedEvent] = []
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def record(project: int, event: Any) -> None:
+        versions[project] += 1
+        events.append(
+            RecordedEvent(
+                stream_id=stream_id(ids[project]),
+                stream_version=versions[project],
+                global_position=len(events) + 1,
+                event_id=str(uuid.uuid4()),
+                event_type=type(event).__name__,
+                schema_version=1,
+                event=event,
+                metadata=EventMetadata(actor="test"),
+                recorded_at=at + timedelta(seconds=len(events)),
+            )
+        )
+
+    for n, (op, project, user) in enumerate(ops):
+        project_id = ids[project]
+        if versions[project] == 0:
+            record(
+                project,
+                ProjectCreated(
+                    project_id=project_id,
+                    name=f"p{project}",
+                    description="d",
+                    config={"k": project},
+                    tags=["t"],
+                    owner_id="owner",
+                ),
+            )
+        match op:
+            case "update":
+                record(project, ProjectUpdated(project_id=project_id, name=f"n{n}", tags=[str(n)]))
+            case "archive":
+                record(project, ProjectArchived(project_id=project_id))
+            case "restore":
+                record(project, ProjectRestored(project_id=project_id))
+            case "delete":
+                record(project, ProjectDeleted(project_id=project_id))
+            case "grant":
+                record(
+                    project,
+                    MemberGranted(project_id=project_id, user_id=users[user], role="viewer"),
+                )
+            case "revoke":
+                record(project, MemberRevoked(project_id=project_id, user_id=users[user]))
+    return events
+
+
+async def table_rows(pool: asyncpg.Pool, projector: ProjectsProjector) -> tuple[Any, Any]:
+    projects = await pool.fetch(f"SELECT * FROM {projector.table} ORDER BY id")
+    members = await pool.fetch(f"SELECT * FROM {projector.members} ORDER BY project_id, user_id")
+    return [tuple(r) for r in projects], [tuple(r) for r in members]
+
+
+@hypothesis_settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=PROJECT_OPS, cuts=st.lists(st.integers(1, 15), min_size=1, max_size=6))
+async def test_set_wise_batches_leave_the_projects_tables_as_event_by_event(
+    pool: asyncpg.Pool, ops: list[tuple[str, int, int]], cuts: list[int]
+) -> None:
+    ddl = (projections_dir() / "projects.sql").read_text()
+    # Read models of their own name: no worker of the run projects them.
+    one_by_one = ProjectsProjector(ReadModel(f"pbatch{uuid.uuid4().hex[:8]}", ddl))
+    set_wise = ProjectsProjector(ReadModel(f"pbatch{uuid.uuid4().hex[:8]}", ddl))
+    events = project_history(ops)
+    async with pool.acquire() as connection:
+        for projector in (one_by_one, set_wise):
+            await install(connection, projector.read_model)
+        async with connection.transaction():
+            for event in events:
+                await one_by_one.apply(connection, event)
+            start, turn = 0, 0
+            while start < len(events):
+                size = cuts[turn % len(cuts)]
+                await set_wise.apply_batch(connection, events[start : start + size])
+                start, turn = start + size, turn + 1
+    try:
+        assert await table_rows(pool, set_wise) == await table_rows(pool, one_by_one)
+    finally:
+        async with pool.acquire() as connection:
+            for projector in (one_by_one, set_wise):
+                await connection.execute(f"DROP SCHEMA {projector.read_model.schema} CASCADE")
