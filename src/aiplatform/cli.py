@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     v1.add_argument("path", type=Path, help="the v1 database, e.g. ai_platform.db")
     commands.add_parser("migrate", help="apply the event store migrations and install read models")
+    replay = commands.add_parser(
+        "replay", help="rebuild read models from the event log beside the served ones, then switch"
+    )
+    replay.add_argument(
+        "--projection", required=True, help="a read model's name (projects, jobs, ...) or all"
+    )
     commands.add_parser("openapi", help="print the API's OpenAPI schema (JSON) without a server")
     return parser
 
@@ -124,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from aiplatform.importing.v1 import run_import_v1
 
                 return run_import_v1(settings, arguments.path)
+            case "replay":
+                from aiplatform.projectors.replay import run_replay
+
+                return run_replay(settings, arguments.projection)
             case "openapi":
                 return run_openapi(settings)
             case "create-admin":
