@@ -19,7 +19,7 @@ from aiplatform.commands import CommandHandler
 from aiplatform.domain import jobs
 from aiplatform.domain.jobs import JobCheckpointed
 from conftest import login, make_user
-from test_jobs_read import Run, commands, submit  # noqa: F401  (`commands` is a fixture)
+from test_jobs_read import Run, commands, read_after, submit  # noqa: F401  (`commands` is a fixture)
 from test_models import register, safetensors_bytes
 
 Client = AsyncTestClient[Litestar]
@@ -69,10 +69,8 @@ async def test_a_project_renamed_twice_shows_the_middle_name_between_the_renames
     assert past["data"]["version"] == 2
     assert past["data"]["updated_at"] == events[1]["recorded_at"]
     assert past["meta"]["position"] == events[1]["position"]
-    now = await client.get(
-        f"/api/v2/projects/{project['id']}", params={"after": events[2]["position"]}
-    )
-    assert now.json()["data"]["name"] == "last name"
+    now = await read_after(client, f"/api/v2/projects/{project['id']}", events[2]["position"])
+    assert now["data"]["name"] == "last name"
 
 
 async def test_as_of_a_position_shows_the_state_after_that_event(client: Client) -> None:
