@@ -186,6 +186,7 @@ async def test_a_model_as_of_before_its_promotion_and_its_history(client: Client
     history = await _history(client, path)
 
     assert (then["data"]["stage"], now["data"]["stage"]) == ("none", "staging")
+    assert then["meta"]["position"] == registered.json()["meta"]["position"]
     assert [e["type"] for e in history["data"]] == ["ModelRegistered", "ModelStageChanged"]
 
 

@@ -241,7 +241,13 @@ async def get_model(
     if past is None:
         return ok(await _cached_view(services, model_id))
     view, line = await _load(services, model_id, past)
-    return ok(view, {"as_of": str(past), "version": line.version})
+    # The model line's last event by then, as other resources' `as_of` answers say.
+    position = await services.pool.fetchval(
+        "SELECT global_position FROM events WHERE stream_id = $1 AND stream_version = $2",
+        domain.stream_id(domain.line_of(str(view.project_id), view.name)),
+        line.version,
+    )
+    return ok(view, {"as_of": str(past), "position": position})
 
 
 @put(
