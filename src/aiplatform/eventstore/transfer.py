@@ -270,7 +270,7 @@ def run_import(database_url: str, path: Path) -> int:
         return 1
     resumed = f" (resumed after {report.already_there})" if report.already_there else ""
     print(
-        f"imported {report.imported} events{resumed}; rebuild the read models with "
-        "`aiplatform migrate` and a worker (docs/operations.md, 'Backups and restore')"
+        f"imported {report.imported} events{resumed}; once the workers run, the read models "
+        "catch up from the imported log (docs/operations.md, 'Backups and restore')"
     )
     return 0
