@@ -27,5 +27,6 @@ export default defineConfig({
     headless: true,
     launchOptions: { executablePath: chromium(), args: ["--no-sandbox", "--disable-dev-shm-usage"] },
     trace: "retain-on-failure",
+    actionTimeout: 30_000,
   },
 });

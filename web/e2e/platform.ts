@@ -1,7 +1,7 @@
 // Starts a real platform for the browser tests: `aiplatform up` against the PostgreSQL and
 // Redis that the Python tests use, in a fresh database, Redis namespace and data directory, with
 // an admin to log in as. Returns the teardown that stops it and removes all three.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -48,15 +48,14 @@ export default async function startPlatform(): Promise<() => Promise<void>> {
     AIPLATFORM_SECRET_KEY: randomBytes(32).toString("hex"),
   };
   const cli = (...args: string[]) => execFileSync(python, ["-m", "aiplatform", ...args], { env, stdio: "inherit" });
-  cli("migrate");
-  cli("create-admin", "--username", ADMIN.username, "--password", ADMIN.password, "--email", "e2e@example.com");
-  const up = spawn(python, ["-m", "aiplatform", "up", "--port", port, "--data-dir", dataDir], { env, stdio: "inherit" });
-  const stopped = new Promise<void>((done) => up.once("exit", () => done()));
+  let up: ChildProcess | null = null;
+  let stopped: Promise<void> = Promise.resolve();
 
   async function teardown(): Promise<void> {
-    if (up.exitCode === null) {
+    if (up && up.exitCode === null) {
       up.kill("SIGINT");
-      const timer = setTimeout(() => up.kill("SIGKILL"), STOP_WITHIN_MS);
+      const child = up;
+      const timer = setTimeout(() => child.kill("SIGKILL"), STOP_WITHIN_MS);
       await stopped;
       clearTimeout(timer);
     }
@@ -69,7 +68,11 @@ export default async function startPlatform(): Promise<() => Promise<void>> {
   }
 
   try {
-    await waitForReady(`http://127.0.0.1:${port}/ready`, up);
+    cli("migrate");
+    cli("create-admin", "--username", ADMIN.username, "--password", ADMIN.password, "--email", "e2e@example.com");
+    const child = (up = spawn(python, ["-m", "aiplatform", "up", "--port", port, "--data-dir", dataDir], { env, stdio: "inherit" }));
+    stopped = new Promise<void>((done) => child.once("exit", () => done()));
+    await waitForReady(`http://127.0.0.1:${port}/ready`, child);
   } catch (error) {
     await teardown();
     throw error;

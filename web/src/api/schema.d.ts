@@ -4,6 +4,40 @@
  */
 
 export interface paths {
+    "/api/v2/admin/migrate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Apply pending event store migrations; report what was applied */
+        post: operations["MigrateEventStore"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Counts, log, read-model lag and rebuilds, queues, workers, database and Redis */
+        get: operations["GetPlatformStats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/audit": {
         parameters: {
             query?: never;
@@ -606,6 +640,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/roles/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a project role (as it was at `as_of`, when given) */
+        get: operations["GetRole"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/roles/{name}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A custom role's events, oldest first */
+        get: operations["GetRoleHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/streams": {
         parameters: {
             query?: never;
@@ -861,6 +929,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Prometheus metrics: requests, event log, projection lag, queues, jobs, GPUs */
+        get: operations["Metrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/ready": {
         parameters: {
             query?: never;
@@ -1070,6 +1155,24 @@ export interface components {
             job_id: string;
             uuid: string | null;
         };
+        /** Envelope[MigrationReport] */
+        "Envelope_aiplatform.api.admin.MigrationReport_": {
+            data?: components["schemas"]["MigrationReport"] | null;
+            error?: string | null;
+            meta?: {
+                [key: string]: unknown;
+            } | null;
+            success: boolean;
+        };
+        /** Envelope[PlatformStats] */
+        "Envelope_aiplatform.api.admin.PlatformStats_": {
+            data?: components["schemas"]["PlatformStats"] | null;
+            error?: string | null;
+            meta?: {
+                [key: string]: unknown;
+            } | null;
+            success: boolean;
+        };
         /** Envelope[TokenPair] */
         "Envelope_aiplatform.api.auth.TokenPair_": {
             data?: components["schemas"]["TokenPair"] | null;
@@ -1190,6 +1293,15 @@ export interface components {
         /** Envelope[ProjectView] */
         "Envelope_aiplatform.queries.projects.ProjectView_": {
             data?: components["schemas"]["ProjectView"] | null;
+            error?: string | null;
+            meta?: {
+                [key: string]: unknown;
+            } | null;
+            success: boolean;
+        };
+        /** Envelope[RoleView] */
+        "Envelope_aiplatform.queries.roles.RoleView_": {
+            data?: components["schemas"]["RoleView"] | null;
             error?: string | null;
             meta?: {
                 [key: string]: unknown;
@@ -1469,6 +1581,12 @@ export interface components {
             /** Format: date-time */
             sampled_at: string;
         };
+        /** HourCount */
+        HourCount: {
+            events: number;
+            /** Format: date-time */
+            hour: string;
+        };
         /** Hyperparameter */
         Hyperparameter: {
             /** @default false */
@@ -1560,6 +1678,11 @@ export interface components {
             version: number;
             worker: string | null;
         };
+        /** LogCounts */
+        LogCounts: {
+            per_hour: components["schemas"]["HourCount"][];
+            total: number;
+        };
         /** LogLineView */
         LogLineView: {
             level: string;
@@ -1583,6 +1706,13 @@ export interface components {
             role: string;
             /** Format: uuid */
             user_id: string;
+        };
+        /** MigrationReport */
+        MigrationReport: {
+            applied: components["schemas"]["Revision"][];
+            from_revision: string | null;
+            position: number;
+            to_revision: string | null;
         };
         /** ModelCard */
         ModelCard: {
@@ -1648,6 +1778,24 @@ export interface components {
             read: boolean;
             title: string;
         };
+        /** PlatformStats */
+        PlatformStats: {
+            database: {
+                [key: string]: unknown;
+            };
+            events: components["schemas"]["LogCounts"];
+            /** Format: date-time */
+            measured_at: string;
+            queues: components["schemas"]["QueueDepth"][];
+            read_models: components["schemas"]["ReadModelStatus"][];
+            redis: {
+                [key: string]: unknown;
+            };
+            resources: {
+                [key: string]: number;
+            };
+            workers: components["schemas"]["WorkerBeat"][];
+        };
         /** ProjectCreate */
         ProjectCreate: {
             config?: {
@@ -1697,9 +1845,40 @@ export interface components {
             updated_at: string;
             version: number;
         };
+        /** ProjectionLag */
+        ProjectionLag: {
+            /** Format: date-time */
+            checkpoint_updated_at: string;
+            events_applied: number;
+            events_behind: number;
+            generation: number;
+            read_model: string;
+            seconds_behind: number;
+            state: string;
+            version: string;
+        };
+        /** QueueDepth */
+        QueueDepth: {
+            dead: number;
+            delayed: number;
+            queue: string;
+            ready: number;
+        };
+        /** ReadModelStatus */
+        ReadModelStatus: {
+            active: components["schemas"]["ProjectionLag"] | null;
+            building: components["schemas"]["ProjectionLag"] | null;
+            progress: number | null;
+            read_model: string;
+        };
         /** RefreshRequest */
         RefreshRequest: {
             refresh_token: string;
+        };
+        /** Revision */
+        Revision: {
+            description: string;
+            revision: string;
         };
         /** RoleCreate */
         RoleCreate: {
@@ -1867,6 +2046,46 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    MigrateEventStore: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_aiplatform.api.admin.MigrationReport_"];
+                };
+            };
+        };
+    };
+    GetPlatformStats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_aiplatform.api.admin.PlatformStats_"];
+                };
+            };
+        };
+    };
     ListAuditEvents: {
         parameters: {
             query?: {
@@ -2074,7 +2293,10 @@ export interface operations {
     };
     GetDataset: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description show the resource as it was at this time (ISO 8601; UTC when no offset is given) or at this event position (an integer, as in a write's `meta.position`) */
+                as_of?: string | null;
+            };
             header?: never;
             path: {
                 dataset_id: string;
@@ -2419,7 +2641,10 @@ export interface operations {
     };
     GetExperiment: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description show the resource as it was at this time (ISO 8601; UTC when no offset is given) or at this event position (an integer, as in a write's `meta.position`) */
+                as_of?: string | null;
+            };
             header?: never;
             path: {
                 experiment_id: string;
@@ -2800,7 +3025,10 @@ export interface operations {
     };
     GetModel: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description show the resource as it was at this time (ISO 8601; UTC when no offset is given) or at this event position (an integer, as in a write's `meta.position`) */
+                as_of?: string | null;
+            };
             header?: never;
             path: {
                 model_id: string;
@@ -3162,6 +3390,8 @@ export interface operations {
             query?: {
                 /** @description a write's event position: wait until it is readable */
                 after?: number | null;
+                /** @description show the resource as it was at this time (ISO 8601; UTC when no offset is given) or at this event position (an integer, as in a write's `meta.position`) */
+                as_of?: string | null;
             };
             header?: never;
             path: {
@@ -3492,6 +3722,86 @@ export interface operations {
             };
         };
     };
+    GetRole: {
+        parameters: {
+            query?: {
+                /** @description show the resource as it was at this time (ISO 8601; UTC when no offset is given) or at this event position (an integer, as in a write's `meta.position`) */
+                as_of?: string | null;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_aiplatform.queries.roles.RoleView_"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    GetRoleHistory: {
+        parameters: {
+            query?: {
+                page?: number;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_list_aiplatform.api.history.HistoryEvent_"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
     StreamEvents: {
         parameters: {
             query?: {
@@ -3585,6 +3895,8 @@ export interface operations {
             query?: {
                 /** @description a write's event position: wait until it is readable */
                 after?: number | null;
+                /** @description show the resource as it was at this time (ISO 8601; UTC when no offset is given) or at this event position (an integer, as in a write's `meta.position`) */
+                as_of?: string | null;
             };
             header?: never;
             path: {
@@ -3942,7 +4254,10 @@ export interface operations {
     };
     GetUser: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description show the resource as it was at this time (ISO 8601; UTC when no offset is given) or at this event position (an integer, as in a write's `meta.position`) */
+                as_of?: string | null;
+            };
             header?: never;
             path: {
                 user_id: string;
@@ -4074,6 +4389,26 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Envelope_dict_str_str_"];
+                };
+            };
+        };
+    };
+    Metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
                 };
             };
         };

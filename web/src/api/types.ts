@@ -42,3 +42,4 @@ export interface Page<T> {
   items: T[];
   meta: PageMeta;
 }
+export type PlatformStats = Schemas["PlatformStats"];

@@ -1,6 +1,6 @@
 import { keepPreviousData, queryOptions, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { ApiError, request, requestPage } from "../../../api/client";
-import type { AuditEntry, HistoryEvent, Role, User, UserCreate, UserUpdate } from "../../../api/types";
+import type { AuditEntry, HistoryEvent, PlatformStats, Role, User, UserCreate, UserUpdate } from "../../../api/types";
 
 export const usersQuery = (q: string, page: number) =>
   queryOptions({
@@ -55,7 +55,7 @@ export const adminStatsQuery = queryOptions({
   queryKey: ["admin", "stats"],
   queryFn: async () => {
     try {
-      return await request<Record<string, unknown>>("/admin/stats");
+      return await request<PlatformStats>("/admin/stats");
     } catch (error) {
       if (error instanceof ApiError && (error.status === 404 || error.status === 405)) return null;
       throw error;

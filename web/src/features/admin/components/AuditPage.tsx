@@ -37,7 +37,8 @@ export function AuditPage() {
       <div className="filters" role="search">
         <label>
           Actor id
-          <input defaultValue={filters.actor_id} onChange={(e) => setFilter("actor_id", e.target.value.trim())} />
+          {/* Keyed by the filter, so choosing an actor from the table shows up here too. */}
+          <input key={filters.actor_id} defaultValue={filters.actor_id} onChange={(e) => setFilter("actor_id", e.target.value.trim())} />
         </label>
         <label>
           Resource

@@ -1,4 +1,6 @@
-import { ErrorMessage, Loading } from "../../../components/Feedback";
+import type { PlatformStats } from "../../../api/types";
+import { ErrorMessage, Loading, StatusBadge } from "../../../components/Feedback";
+import { formatNumber, formatTime } from "../../../lib/format";
 import { useAdminStats } from "../api/admin";
 
 function Value({ value }: { value: unknown }) {
@@ -21,6 +23,71 @@ function Value({ value }: { value: unknown }) {
   return <>{String(value)}</>;
 }
 
+function Lag({ stats }: { stats: PlatformStats }) {
+  return (
+    <div className="scroll">
+      <table>
+        <caption>Projection lag</caption>
+        <thead>
+          <tr>
+            <th scope="col">Read model</th>
+            <th scope="col">State</th>
+            <th scope="col">Events behind</th>
+            <th scope="col">Seconds behind</th>
+            <th scope="col">Rebuild</th>
+          </tr>
+        </thead>
+        <tbody>
+          {stats.read_models.map((model) => (
+            <tr key={model.read_model} className={(model.active?.events_behind ?? 0) > 0 ? "warn" : undefined}>
+              <th scope="row">{model.read_model}</th>
+              <td>{model.active ? <StatusBadge status={model.active.state} /> : "–"}</td>
+              <td>{formatNumber(model.active?.events_behind)}</td>
+              <td>{formatNumber(model.active?.seconds_behind, 3)}</td>
+              <td>{model.building ? `${Math.round((model.progress ?? 0) * 100)}%` : "–"}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <table>
+        <caption>Queue depths</caption>
+        <thead>
+          <tr>
+            <th scope="col">Queue</th>
+            <th scope="col">Ready</th>
+            <th scope="col">Delayed</th>
+            <th scope="col">Dead</th>
+          </tr>
+        </thead>
+        <tbody>
+          {stats.queues.map((queue) => (
+            <tr key={queue.queue} className={queue.dead > 0 ? "warn" : undefined}>
+              <th scope="row">{queue.queue}</th>
+              <td>{queue.ready}</td>
+              <td>{queue.delayed}</td>
+              <td>{queue.dead}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function Stats({ stats }: { stats: PlatformStats }) {
+  const { events, database, redis, resources, workers } = stats;
+  return (
+    <>
+      <p className="muted">Measured {formatTime(stats.measured_at)}</p>
+      <Lag stats={stats} />
+      <h2>Events, database, Redis, workers</h2>
+      <div className="scroll">
+        <Value value={{ events, database, redis, resources, workers }} />
+      </div>
+    </>
+  );
+}
+
 // admin/stats as the server reports it (projection lag, queue depths, counts), as nested tables.
 export function StatsPage() {
   const stats = useAdminStats();
@@ -38,9 +105,7 @@ export function StatsPage() {
       ) : stats.data === null ? (
         <p className="empty">This server does not report admin stats yet.</p>
       ) : (
-        <div className="scroll">
-          <Value value={stats.data} />
-        </div>
+        stats.data && <Stats stats={stats.data} />
       )}
     </section>
   );

@@ -175,7 +175,10 @@ export function NewJobPage() {
                   parameter={parameter}
                   value={values[parameter.name] ?? ""}
                   error={apiError(parameter.name)}
-                  onChange={(value) => setValues((current) => ({ ...current, [parameter.name]: value }))}
+                  onChange={(value) => {
+                    setValues((current) => ({ ...current, [parameter.name]: value }));
+                    setErrors(({ [parameter.name]: _fixed, ...rest }) => rest);
+                  }}
                 />
               ))}
             </div>
