@@ -50,6 +50,7 @@ from aiplatform.projectors.read_models import (
     install,
     projections_dir,
 )
+from aiplatform.projectors.runner import BatchEvent
 from conftest import ADMIN_DATABASE_URL, ADMIN_PASSWORD
 from service_processes import free_port, start_service, terminate, wait_ready
 
@@ -432,7 +433,11 @@ async def test_set_wise_batches_leave_the_projects_tables_as_event_by_event(
             start, turn = 0, 0
             while start < len(events):
                 size = cuts[turn % len(cuts)]
-                await set_wise.apply_batch(connection, events[start : start + size])
+                batch = [
+                    BatchEvent(e.stream_version, e.global_position, e.recorded_at, e.event)
+                    for e in events[start : start + size]
+                ]
+                await set_wise.apply_batch(connection, batch)
                 start, turn = start + size, turn + 1
     try:
         assert await table_rows(pool, set_wise) == await table_rows(pool, one_by_one)

@@ -20,6 +20,7 @@ from aiplatform.domain.projects import (
 from aiplatform.eventstore.codec import RecordedEvent
 from aiplatform.projectors.projects_batch import apply_projects_batch
 from aiplatform.projectors.read_models import ReadModel, load_read_model
+from aiplatform.projectors.runner import BatchEvent
 
 _json = msgspec.json.Encoder()
 
@@ -139,7 +140,7 @@ class ProjectsProjector:
                 await self._touch(connection, recorded)
 
     async def apply_batch(
-        self, connection: asyncpg.Connection, events: Sequence[RecordedEvent]
+        self, connection: asyncpg.Connection, events: Sequence[BatchEvent]
     ) -> None:
         await apply_projects_batch(connection, self.read_model, events)
 

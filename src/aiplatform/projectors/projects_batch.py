@@ -5,7 +5,6 @@ rebuilds use it, because a round trip per event is what makes a row-by-row rebui
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,8 +22,8 @@ from aiplatform.domain.projects import (
     ProjectRestored,
     ProjectUpdated,
 )
-from aiplatform.eventstore.codec import RecordedEvent
 from aiplatform.projectors.read_models import ReadModel
+from aiplatform.projectors.runner import BatchEvent
 
 _json = msgspec.json.Encoder()
 
@@ -57,7 +56,7 @@ class _Project:
     updated_at: datetime
     last_position: int
 
-    def touch(self, recorded: RecordedEvent) -> None:
+    def touch(self, recorded: BatchEvent) -> None:
         self.version = recorded.stream_version
         self.updated_at = recorded.recorded_at
         self.last_position = recorded.global_position
@@ -67,12 +66,13 @@ class _Batch:
     """The batch's projects and memberships, as the tables hold them after each event."""
 
     def __init__(self) -> None:
-        self.projects: dict[uuid.UUID, _Project] = {}
-        self.members: dict[tuple[uuid.UUID, str], tuple[str, datetime]] = {}
+        # Keyed by the id's text: parsing 2 UUIDs per event would cost more than the fold.
+        self.projects: dict[str, _Project] = {}
+        self.members: dict[tuple[str, str], tuple[str, datetime]] = {}
 
-    def apply(self, recorded: RecordedEvent) -> None:
+    def apply(self, recorded: BatchEvent) -> None:
         event = recorded.event
-        project_id = uuid.UUID(event.project_id)  # type: ignore[attr-defined]
+        project_id: str = event.project_id  # type: ignore[attr-defined]
         project = self.projects.get(project_id)
         match event:
             case ProjectCreated():
@@ -119,11 +119,11 @@ class _Batch:
 
 
 async def apply_projects_batch(
-    connection: asyncpg.Connection, read_model: ReadModel, events: Sequence[RecordedEvent]
+    connection: asyncpg.Connection, read_model: ReadModel, events: Sequence[BatchEvent]
 ) -> None:
     if not events:
         return
-    ids = list({uuid.UUID(e.event.project_id) for e in events})  # type: ignore[attr-defined]
+    ids = list({e.event.project_id for e in events})  # type: ignore[attr-defined]
     batch = await _load(connection, read_model, ids)
     for recorded in events:
         batch.apply(recorded)
@@ -148,7 +148,7 @@ async def apply_projects_batch(
         )
 
 
-def _project_record(project_id: uuid.UUID, p: _Project) -> tuple[Any, ...]:
+def _project_record(project_id: str, p: _Project) -> tuple[Any, ...]:
     return (
         project_id,
         p.name,
@@ -164,9 +164,7 @@ def _project_record(project_id: uuid.UUID, p: _Project) -> tuple[Any, ...]:
     )
 
 
-async def _load(
-    connection: asyncpg.Connection, read_model: ReadModel, ids: list[uuid.UUID]
-) -> _Batch:
+async def _load(connection: asyncpg.Connection, read_model: ReadModel, ids: list[str]) -> _Batch:
     """The rows the batch's projects have before it (from earlier batches)."""
     batch = _Batch()
     rows = await connection.fetch(
@@ -176,12 +174,12 @@ async def _load(
         ids,
     )
     for row in rows:
-        batch.projects[row["id"]] = _Project(**{k: row[k] for k in PROJECT_COLUMNS[1:]})
+        batch.projects[str(row[0])] = _Project(*row[1:])
     members = await connection.fetch(
         "SELECT project_id, user_id, role, granted_at "
         f"FROM {read_model.table('project_members')} WHERE project_id = ANY($1::uuid[])",
         ids,
     )
-    for row in members:
-        batch.members[(row["project_id"], row["user_id"])] = (row["role"], row["granted_at"])
+    for project_id, user_id, role, granted_at in members:
+        batch.members[(str(project_id), user_id)] = (role, granted_at)
     return batch

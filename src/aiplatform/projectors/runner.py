@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, runtime_checkable
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
+import msgspec
 
 from aiplatform.cache import Cache
-from aiplatform.eventstore.codec import RecordedEvent
+from aiplatform.eventstore.codec import Event, RecordedEvent, decode_event
 from aiplatform.eventstore.store import record_from_row
 from aiplatform.projectors.read_models import ReadModel
 from aiplatform.streams.heads import Head, publish_head
@@ -31,24 +33,57 @@ SELECT c.last_transaction_id::text AS last_transaction_id, c.last_global_positio
    FOR UPDATE OF c SKIP LOCKED
 """
 # Events of other types are read too (without their data) so that the checkpoint moves past
-# them: otherwise every run would rescan them.
-_BATCH_SQL = """
-SELECT stream_id, stream_version, global_position, event_id, event_type, schema_version,
-       transaction_id::text AS transaction_id,
-       CASE WHEN event_type = ANY($4::text[]) THEN data::text END AS data,
-       metadata::text AS metadata, recorded_at
+# them: otherwise every run would rescan them. The ORDER BY names the table's columns: bare,
+# `transaction_id` would be the text column of the SELECT list, sorted as text ('100' < '99')
+# and without the catch-up index.
+_BATCH_FROM = """
   FROM events
  WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
    AND transaction_id < $3::text::xid8
- ORDER BY transaction_id, global_position
+ ORDER BY events.transaction_id, events.global_position
  LIMIT $5
 """
+_BATCH_SQL = (
+    "SELECT stream_id, stream_version, global_position, event_id, event_type, schema_version, "
+    "transaction_id::text AS transaction_id, "
+    "CASE WHEN event_type = ANY($4::text[]) THEN data::text END AS data, "
+    "metadata::text AS metadata, recorded_at" + _BATCH_FROM
+)
+# What `BatchEvent` needs: reading the metadata too costs a rebuild a fifth of its time.
+_SET_WISE_BATCH_SQL = (
+    "SELECT stream_version, global_position, event_type, schema_version, "
+    "transaction_id::text AS transaction_id, "
+    "CASE WHEN event_type = ANY($4::text[]) THEN data::text END AS data, "
+    "recorded_at" + _BATCH_FROM
+)
 _ADVANCE_SQL = """
 UPDATE projection_checkpoints
    SET last_transaction_id = $2::text::xid8, last_global_position = $3,
        events_applied = events_applied + $4, updated_at = now()
  WHERE projection = $1
 """
+
+
+_decoders: dict[tuple[str, int], msgspec.json.Decoder[Any]] = {}
+
+
+def _batch_event(row: asyncpg.Record) -> BatchEvent:
+    event_type, schema_version, data = row["event_type"], row["schema_version"], row["data"]
+    decoder = _decoders.get((event_type, schema_version))
+    if decoder is not None:
+        event = decoder.decode(data)
+    else:
+        # Through the codec (and its upcasters); an event of the current version teaches the
+        # fast path its decoder.
+        event = decode_event(event_type, schema_version, data)
+        if type(event).schema_version == schema_version:
+            _decoders[(event_type, schema_version)] = msgspec.json.Decoder(type(event))
+    return BatchEvent(
+        stream_version=row["stream_version"],
+        global_position=row["global_position"],
+        recorded_at=row["recorded_at"],
+        event=event,
+    )
 
 
 class Projector(Protocol):
@@ -61,6 +96,16 @@ class Projector(Protocol):
         """Invalidates cached reads and publishes change messages; runs only after commit."""
 
 
+class BatchEvent(msgspec.Struct, frozen=True):
+    """What a set-wise projector gets of an event: no metadata and no event id (none needs
+    them, and decoding the metadata costs as much as decoding the event)."""
+
+    stream_version: int
+    global_position: int
+    recorded_at: datetime
+    event: Event
+
+
 @runtime_checkable
 class SetWiseProjector(Projector, Protocol):
     """A projector that can also apply a whole batch with a few set-wise statements (fold in
@@ -68,7 +113,7 @@ class SetWiseProjector(Projector, Protocol):
     per event, several times the cost of reading and decoding the event."""
 
     async def apply_batch(
-        self, connection: asyncpg.Connection, events: Sequence[RecordedEvent]
+        self, connection: asyncpg.Connection, events: Sequence[BatchEvent]
     ) -> None: ...
 
 
@@ -85,8 +130,8 @@ async def project_batch(
     set_wise: bool = False,
 ) -> int | None:
     """Applies one batch. Returns how many events it read (0: caught up), or None when another
-    worker holds this read model. `set_wise` applies it with `apply_batch` where the projector
-    has one.
+    worker holds this read model. `set_wise` applies the batch of a version being built with
+    `apply_batch` where the projector has one.
 
     Only the active version of a read model publishes (cache refreshes, change messages, its
     head for live streams): a version being built replays old history, and a retired one is
@@ -97,8 +142,13 @@ async def project_batch(
         )
         if checkpoint is None:
             return None
+        set_wise = (
+            set_wise
+            and checkpoint["state"] == "building"
+            and isinstance(projector, SetWiseProjector)
+        )
         rows = await connection.fetch(
-            _BATCH_SQL,
+            _SET_WISE_BATCH_SQL if set_wise else _BATCH_SQL,
             checkpoint["last_transaction_id"],
             checkpoint["last_global_position"],
             checkpoint["horizon"],
@@ -107,13 +157,23 @@ async def project_batch(
         )
         if not rows:
             return 0
-        applied = [record_from_row(row) for row in rows if row["data"] is not None]
-        if set_wise and isinstance(projector, SetWiseProjector):
-            await projector.apply_batch(connection, applied)
-        else:
-            for event in applied:
-                await projector.apply(connection, event)
         last = rows[-1]
+        if set_wise:
+            # A version being built publishes nothing, and it cannot be switched in meanwhile:
+            # the switch locks this checkpoint row too.
+            batch = [_batch_event(row) for row in rows if row["data"] is not None]
+            await projector.apply_batch(connection, batch)  # type: ignore[attr-defined]
+            await connection.execute(
+                _ADVANCE_SQL,
+                projector.read_model.checkpoint,
+                last["transaction_id"],
+                last["global_position"],
+                len(batch),
+            )
+            return len(rows)
+        applied = [record_from_row(row) for row in rows if row["data"] is not None]
+        for event in applied:
+            await projector.apply(connection, event)
         await connection.execute(
             _ADVANCE_SQL,
             projector.read_model.checkpoint,

@@ -14,6 +14,7 @@ from aiplatform.streams.channels import NOTIFICATIONS
 from aiplatform.streams.frames import LiveMessage, frame
 from aiplatform.streams.heads import Cursor
 
+# Ordered by the table's columns: a bare `transaction_id` would be the text one selected.
 _EVENTS_SQL = """
 SELECT transaction_id::text AS transaction_id, global_position, stream_id, event_type,
        schema_version, data::text AS data, recorded_at
@@ -21,7 +22,7 @@ SELECT transaction_id::text AS transaction_id, global_position, stream_id, event
  WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
    AND (transaction_id, global_position) <= ($3::text::xid8, $4)
    AND ($6::text[] IS NULL OR stream_id = ANY($6::text[]))
- ORDER BY transaction_id, global_position
+ ORDER BY events.transaction_id, events.global_position
  LIMIT $5
 """
 _NOTIFICATION_COLUMNS = (
