@@ -24,6 +24,10 @@ export function collectErrors(page: Page): string[] {
     if (message.type() === "error") errors.push(message.text());
   });
   page.on("pageerror", (error) => errors.push(`uncaught: ${error.message}`));
+  // The console names no URL for a failed request; this does.
+  page.on("response", (response) => {
+    if (response.status() >= 400) errors.push(`${response.status()} ${response.request().method()} ${response.url()}`);
+  });
   return errors;
 }
 

@@ -108,9 +108,9 @@ export async function authorisedFetch(
   return response;
 }
 
-// The position of the newest event the live stream delivered. Reads ask for read models that
-// have caught up with it (`after`), so a refetch that a live event caused never shows the state
-// from before that event.
+// The position of the newest event this page knows of, from the live stream or its own writes.
+// Reads ask for read models that have caught up with it (`after`), so a page never shows the
+// state from before an event it has seen.
 let seenPosition = 0;
 
 export function noteEventPosition(position: number): void {
@@ -133,7 +133,10 @@ async function send<T>(path: string, options: RequestOptions): Promise<Envelope<
     body,
     signal: options.signal,
   });
-  return parseEnvelope<T>(response);
+  const envelope = await parseEnvelope<T>(response);
+  // A write's event position: later reads wait for read models that include it.
+  if (typeof envelope.meta?.position === "number") noteEventPosition(envelope.meta.position);
+  return envelope;
 }
 
 export async function parseEnvelope<T>(response: Response): Promise<Envelope<T>> {

@@ -1,6 +1,6 @@
 import type { PlatformStats } from "../../../api/types";
 import { ErrorMessage, Loading, StatusBadge } from "../../../components/Feedback";
-import { formatNumber, formatTime } from "../../../lib/format";
+import { formatBytes, formatNumber, formatTime } from "../../../lib/format";
 import { useAdminStats } from "../api/admin";
 
 function Value({ value }: { value: unknown }) {
@@ -74,15 +74,66 @@ function Lag({ stats }: { stats: PlatformStats }) {
   );
 }
 
+function EventsPerHour({ events }: { events: PlatformStats["events"] }) {
+  const most = Math.max(1, ...events.per_hour.map((hour) => hour.events));
+  return (
+    <figure className="labels">
+      <figcaption>Events per hour ({events.total.toLocaleString()} in all)</figcaption>
+      <ul>
+        {events.per_hour.map((hour) => (
+          <li key={hour.hour}>
+            <span className="label-name">{new Date(hour.hour).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })}</span>
+            <span className="bar" style={{ width: `${Math.round((hour.events / most) * 160)}px` }} aria-hidden="true" />
+            <span>{hour.events.toLocaleString()}</span>
+          </li>
+        ))}
+      </ul>
+    </figure>
+  );
+}
+
+function Workers({ workers }: { workers: PlatformStats["workers"] }) {
+  return (
+    <div className="scroll">
+      <table>
+        <caption>Workers</caption>
+        <thead>
+          <tr>
+            <th scope="col">Process</th>
+            <th scope="col">Queues</th>
+            <th scope="col">CPU</th>
+            <th scope="col">Memory</th>
+            <th scope="col">Last seen</th>
+          </tr>
+        </thead>
+        <tbody>
+          {workers.map((worker) => (
+            <tr key={`${worker.host}:${worker.pid}`}>
+              <th scope="row">
+                {worker.host}:{worker.pid}
+              </th>
+              <td>{worker.queues.join(", ")}</td>
+              <td>{worker.cpu_percent.toFixed(0)}%</td>
+              <td>{formatBytes(worker.memory_rss)}</td>
+              <td>{formatTime(worker.seen_at)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
 function Stats({ stats }: { stats: PlatformStats }) {
-  const { events, database, redis, resources, workers } = stats;
+  const { database, redis, resources } = stats;
   return (
     <>
       <p className="muted">Measured {formatTime(stats.measured_at)}</p>
       <Lag stats={stats} />
-      <h2>Events, database, Redis, workers</h2>
+      <Workers workers={stats.workers} />
+      <EventsPerHour events={stats.events} />
       <div className="scroll">
-        <Value value={{ events, database, redis, resources, workers }} />
+        <Value value={{ resources, database, redis }} />
       </div>
     </>
   );

@@ -1,5 +1,5 @@
 import { queryOptions, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { accessToken, ApiError, request, requestPage, url } from "../../../api/client";
+import { accessToken, ApiError, noteEventPosition, request, requestPage, url } from "../../../api/client";
 import type { Dataset, DatasetDetail, DatasetVersion } from "../../../api/types";
 
 export const datasetsQuery = (projectId: string) =>
@@ -58,7 +58,10 @@ export async function upload({ file, fields, path, onProgress }: UploadInput): P
       } catch {
         body = {};
       }
-      if (xhr.status >= 200 && xhr.status < 300 && body.data) resolve(body.data);
+      if (xhr.status >= 200 && xhr.status < 300 && body.data) {
+        if (typeof body.meta?.position === "number") noteEventPosition(body.meta.position);
+        resolve(body.data);
+      }
       else reject(new ApiError(xhr.status, body.error ?? `the upload failed (${xhr.status})`, body.meta ?? {}));
     };
     xhr.send(form);
