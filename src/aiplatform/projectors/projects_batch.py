@@ -23,7 +23,7 @@ from aiplatform.domain.projects import (
     ProjectUpdated,
 )
 from aiplatform.projectors.read_models import ReadModel
-from aiplatform.projectors.runner import BatchEvent
+from aiplatform.projectors.runner import BatchEvent, cyclic_gc_paused
 
 _json = msgspec.json.Encoder()
 
@@ -125,26 +125,23 @@ async def apply_projects_batch(
         return
     ids = list({e.event.project_id for e in events})  # type: ignore[attr-defined]
     batch = await _load(connection, read_model, ids)
-    for recorded in events:
-        batch.apply(recorded)
+    with cyclic_gc_paused():
+        for recorded in events:
+            batch.apply(recorded)
+        projects = [_project_record(pid, p) for pid, p in batch.projects.items()]
+        members = [(pid, user, role, at) for (pid, user), (role, at) in batch.members.items()]
     schema = read_model.schema
     await connection.execute(f"DELETE FROM {schema}.projects WHERE id = ANY($1::uuid[])", ids)
     await connection.execute(
         f"DELETE FROM {schema}.project_members WHERE project_id = ANY($1::uuid[])", ids
     )
-    if batch.projects:
+    if projects:
         await connection.copy_records_to_table(
-            "projects",
-            schema_name=schema,
-            columns=PROJECT_COLUMNS,
-            records=[_project_record(pid, p) for pid, p in batch.projects.items()],
+            "projects", schema_name=schema, columns=PROJECT_COLUMNS, records=projects
         )
-    if batch.members:
+    if members:
         await connection.copy_records_to_table(
-            "project_members",
-            schema_name=schema,
-            columns=MEMBER_COLUMNS,
-            records=[(pid, user, role, at) for (pid, user), (role, at) in batch.members.items()],
+            "project_members", schema_name=schema, columns=MEMBER_COLUMNS, records=members
         )
 
 
