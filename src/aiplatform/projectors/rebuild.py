@@ -116,10 +116,21 @@ class ReadModelVersions:
         except Exception:  # the next catch-up pass starts another attempt
             log.exception("rebuilding read models failed")
 
-    async def build(self, read_model: ReadModel, progress: Progress | None = None) -> bool:
+    async def build(
+        self,
+        read_model: ReadModel,
+        progress: Progress | None = None,
+        *,
+        through_position: int | None = None,
+    ) -> bool:
         """Fills a building version from its checkpoint to the head of the log, then switches
         it in. Returns whether it is active at the end (False: no longer building, e.g.
-        another version was switched in)."""
+        another version was switched in).
+
+        The head is what can be read now (below the oldest running transaction), which is
+        never behind the active version. With `through_position`, the switch also waits until
+        every event up to that position is in, however long an open transaction somewhere
+        holds the head back."""
         projector = self.projector(read_model)
         started = time.monotonic()
         while True:
@@ -134,7 +145,11 @@ class ReadModelVersions:
                 await asyncio.sleep(_HELD_ELSEWHERE_S)
             elif progress is not None and read:
                 progress(read, await self._position(read_model))
-            if read is not None and read < self.rebuild_batch_size:
+            if (
+                read is not None
+                and read < self.rebuild_batch_size
+                and await self._has_all_through(read_model, through_position)
+            ):
                 async with self.pool.acquire() as connection:
                     if await activate(connection, read_model):
                         log.info(
@@ -150,6 +165,21 @@ class ReadModelVersions:
             )
             if state != "building":
                 return bool(state == "active")
+            if read is not None and read < self.rebuild_batch_size:
+                await asyncio.sleep(_HELD_ELSEWHERE_S)  # the head is held back: wait for it
+
+    async def _has_all_through(self, read_model: ReadModel, position: int | None) -> bool:
+        if position is None:
+            return True
+        missing = await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM events e, projection_checkpoints c "
+            "WHERE c.projection = $1 AND e.global_position <= $2 "
+            "AND (e.transaction_id, e.global_position) "
+            "> (c.last_transaction_id, c.last_global_position))",
+            read_model.checkpoint,
+            position,
+        )
+        return not missing
 
     async def _position(self, read_model: ReadModel) -> int:
         position: int = await self.pool.fetchval(

@@ -128,7 +128,8 @@ async def replay(
                 target.checkpoint,
             )
         bar = ProgressBar(name, first, last, out)
-        switched[name] = await versions.build(target, progress=bar.update)
+        # Everything the log holds when the replay starts is in before the switch.
+        switched[name] = await versions.build(target, progress=bar.update, through_position=last)
         bar.finish(switched[name])
     await asyncio.sleep(drop_after_s)
     async with pool.acquire() as connection:
