@@ -72,6 +72,12 @@ export function useUpload() {
   const client = useQueryClient();
   return useMutation({
     mutationFn: upload,
-    onSuccess: () => client.invalidateQueries({ queryKey: ["datasets"] }),
+    onSuccess: (answer, input) => {
+      // A new dataset's page shows it at once, from the write's answer; a new version changes
+      // the dataset the page already shows.
+      if (input.path !== "/datasets") return client.invalidateQueries({ queryKey: ["datasets"] });
+      client.setQueryData(datasetQuery(answer.id).queryKey, answer);
+      return client.invalidateQueries({ queryKey: ["datasets", "list"] });
+    },
   });
 }

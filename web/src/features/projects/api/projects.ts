@@ -47,7 +47,15 @@ function useProjectMutation<Input, Output>(fn: (input: Input) => Promise<Output>
 }
 
 export function useCreateProject() {
-  return useProjectMutation((input: ProjectCreate) => request<Project>("/projects", { method: "POST", body: input }));
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (input: ProjectCreate) => request<Project>("/projects", { method: "POST", body: input }),
+    onSuccess: (project) => {
+      // The new project's page shows it at once, from the write's answer.
+      client.setQueryData(projectQuery(project.id).queryKey, project);
+      return client.invalidateQueries({ queryKey: ["projects", "list"] });
+    },
+  });
 }
 
 export function useUpdateProject(id: string) {

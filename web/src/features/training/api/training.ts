@@ -67,7 +67,8 @@ export function useSubmitJob() {
   const client = useQueryClient();
   return useMutation({
     mutationFn: (input: Partial<TrainingSubmit> & Pick<TrainingSubmit, "project_id" | "template" | "dataset_id">) =>
-      request<Job>("/training/submit", { method: "POST", body: input }),
+      // The answer names the job; its page reads the job's full view.
+      request<Pick<Job, "id">>("/training/submit", { method: "POST", body: input }),
     onSuccess: () => client.invalidateQueries({ queryKey: ["jobs"] }),
   });
 }

@@ -101,7 +101,7 @@ export function JobPage() {
           )}
           <h2>Latest metrics</h2>
           <dl className="facts">
-            {Object.entries(s?.latest_metrics ?? j.latest_metrics).map(([name, value]) => (
+            {Object.entries(s?.latest_metrics ?? j.latest_metrics ?? {}).map(([name, value]) => (
               <div key={name} className="fact">
                 <dt>{name}</dt>
                 <dd>{formatNumber(value)}</dd>
