@@ -102,6 +102,14 @@ async def test_replay_rebuilds_a_read_model_from_the_log_and_switches_it_in(
         schema = f"{served.schema}_g1"
         rows = await pool.fetch(f"SELECT id, name FROM {schema}.projects")
         assert {row["id"]: row["name"] for row in rows} == names
+        # Times are exact to the microsecond: creation and last change are the events' own.
+        mismatched = await pool.fetchval(
+            f"SELECT count(*) FROM {schema}.projects p "
+            "JOIN events c ON c.stream_id = 'project-' || p.id AND c.stream_version = 1 "
+            "JOIN events u ON u.stream_id = 'project-' || p.id AND u.stream_version = 2 "
+            "WHERE p.created_at <> c.recorded_at OR p.updated_at <> u.recorded_at"
+        )
+        assert mismatched == 0
         assert not await pool.fetchval(
             "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", served.schema
         )

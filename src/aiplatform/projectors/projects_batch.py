@@ -123,18 +123,25 @@ async def apply_projects_batch(
 ) -> None:
     if not events:
         return
-    ids = list({e.event.project_id for e in events})  # type: ignore[attr-defined]
-    batch = await _load(connection, read_model, ids)
+    ids = {e.event.project_id for e in events}  # type: ignore[attr-defined]
+    # A project created in this batch has no rows from earlier ones (creation is the first
+    # event of its stream): only the others are read, and replaced.
+    created = {e.event.project_id for e in events if isinstance(e.event, ProjectCreated)}
+    batch = await _load(connection, read_model, list(ids - created))
+    existing = list(batch.projects.keys() | {project_id for project_id, _ in batch.members})
     with cyclic_gc_paused():
         for recorded in events:
             batch.apply(recorded)
         projects = [_project_record(pid, p) for pid, p in batch.projects.items()]
         members = [(pid, user, role, at) for (pid, user), (role, at) in batch.members.items()]
     schema = read_model.schema
-    await connection.execute(f"DELETE FROM {schema}.projects WHERE id = ANY($1::uuid[])", ids)
-    await connection.execute(
-        f"DELETE FROM {schema}.project_members WHERE project_id = ANY($1::uuid[])", ids
-    )
+    if existing:
+        await connection.execute(
+            f"DELETE FROM {schema}.projects WHERE id = ANY($1::uuid[])", existing
+        )
+        await connection.execute(
+            f"DELETE FROM {schema}.project_members WHERE project_id = ANY($1::uuid[])", existing
+        )
     if projects:
         await connection.copy_records_to_table(
             "projects", schema_name=schema, columns=PROJECT_COLUMNS, records=projects
@@ -164,6 +171,8 @@ def _project_record(project_id: str, p: _Project) -> tuple[Any, ...]:
 async def _load(connection: asyncpg.Connection, read_model: ReadModel, ids: list[str]) -> _Batch:
     """The rows the batch's projects have before it (from earlier batches)."""
     batch = _Batch()
+    if not ids:
+        return batch
     rows = await connection.fetch(
         "SELECT id, name, description, config::text AS config, tags::text AS tags, status, "
         "owner_id, version, created_at, updated_at, last_position "
