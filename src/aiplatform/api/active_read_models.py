@@ -1,7 +1,8 @@
 """Which version of each read model this API process reads: the active one, re-read from the
 database every second, so a version switched in by a rebuild is used within a second, without
-a restart. Each request takes the query objects of `Services` once, so it reads one version
-throughout; the retired version stays in place (and projected) for minutes after a switch."""
+a restart. A request that straddles a switch may run one statement on each version; both are
+consistent prefixes of the log, and the retired version stays in place (and projected) for
+minutes after a switch, so no read of a process that has not moved yet fails."""
 
 from __future__ import annotations
 

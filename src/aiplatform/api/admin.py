@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -132,7 +132,7 @@ async def get_stats(services: NamedDependency[Services]) -> Envelope[PlatformSta
             workers=workers,
             database=database,
             redis=redis,
-            measured_at=datetime.now().astimezone(),
+            measured_at=datetime.now(UTC),
         )
     )
 
