@@ -27,7 +27,7 @@ from aiplatform.platform_stats import (
     queue_depths,
     workers_alive,
 )
-from aiplatform.projectors.read_models import install, load_read_model
+from aiplatform.projectors.read_models import install, install_generation, load_read_model
 from aiplatform.projectors.runner import catch_up
 from aiplatform.workers.broker import QUEUES
 from aiplatform.workers.monitoring import Monitor
@@ -195,3 +195,24 @@ async def test_a_database_behind_has_its_pending_revisions_listed_then_applied(
     finally:
         await scratch.close()
         await pool.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_stats_show_a_version_being_built_beside_the_active_one(
+    client: AsyncTestClient[Litestar], pool: asyncpg.Pool
+) -> None:
+    """A probe read model (no worker of the run projects it) with a copy being built."""
+    projector = ProbeProjector(f"probe{uuid.uuid4().hex[:8]}")
+    async with pool.acquire() as connection:
+        await install(connection, projector.read_model)
+        building = await install_generation(connection, projector.read_model)
+
+    response = await client.get("/api/v2/admin/stats")
+    assert response.status_code == 200, response.text
+    status = next(
+        rm for rm in response.json()["data"]["read_models"] if rm["read_model"] == building.name
+    )
+    assert status["active"]["version"] == projector.read_model.version
+    assert (status["active"]["generation"], status["building"]["generation"]) == (0, 1)
+    assert status["building"]["events_behind"] >= 1
+    assert status["building"]["seconds_behind"] > 0
+    assert 0.0 <= status["progress"] < 1.0

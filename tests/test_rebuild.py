@@ -291,7 +291,7 @@ async def test_a_changed_projection_is_built_beside_the_served_one_then_switched
                         if time.monotonic() > deadline:
                             log = (tmp_path / "worker-new.log").read_text()[-3000:]
                             pytest.fail(f"no switch within {SWITCH_WITHIN_S} s: {status}\n{log}")
-                        await asyncio.sleep(0.1)
+                        await asyncio.sleep(0.02)
                     reads_at_switch = readers.reads
                     # The API moves to the new version within a second; keep reading after.
                     await asyncio.sleep(2)
