@@ -6,7 +6,7 @@ import { expect, test } from "@playwright/test";
 import { ADMIN } from "./platform";
 import { collectErrors, corpus, logIn, shoot } from "./support";
 
-test("a wrong password and the login rate limit are shown on the login form", async ({ page }) => {
+test("a wrong password is refused plainly on the login form", async ({ page }) => {
   await page.goto("/login");
   await shoot(page, "01-login");
   await page.getByLabel("Username").fill(ADMIN.username);

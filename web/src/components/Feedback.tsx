@@ -4,10 +4,8 @@ import { ApiError } from "../api/client";
 export function ErrorMessage({ error }: { error: unknown }) {
   if (!error) return null;
   const text = error instanceof Error ? error.message : String(error);
-  const hasFields = error instanceof ApiError && Object.keys(error.fields).length > 0;
   return (
     <p className="error" role="alert">
-      {hasFields ? "Please correct the marked fields. " : ""}
       {text}
     </p>
   );
