@@ -13,6 +13,8 @@ from typing import Any, Final, Literal
 import msgspec
 from dramatiq import Message
 
+from aiplatform.workers.expiry import expiring
+
 RUN_INFERENCE: Final = "run_inference"
 REPLY_TTL_S: Final = 120
 
@@ -66,5 +68,5 @@ def inference_message(request: InferenceRequest, max_age_ms: int) -> Message[Non
         actor_name=RUN_INFERENCE,
         args=(msgspec.to_builtins(request),),
         kwargs={},
-        options={"max_age": max_age_ms},
+        options=expiring(max_age_ms),
     )

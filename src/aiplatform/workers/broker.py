@@ -15,6 +15,7 @@ from dramatiq.middleware.asyncio import AsyncIO
 from aiplatform.cache import key_prefix
 from aiplatform.config import Settings
 from aiplatform.workers.doorbell import DoorbellRedisBroker
+from aiplatform.workers.expiry import DropExpired, expiring
 from aiplatform.workers.monitoring import MonitoringMiddleware
 
 QUEUES = ("projector", "training", "inference", "data", "notification", "monitoring", "maintenance")
@@ -46,6 +47,7 @@ def build_broker(settings: Settings) -> RedisBroker:
         maintenance_chance=MAINTENANCE_CHANCE,
     )
     broker.add_middleware(AsyncIO())
+    broker.add_middleware(DropExpired())
     # Every worker process reports its CPU and memory, and its host's GPUs (one per host).
     broker.add_middleware(MonitoringMiddleware(broker.client, key_prefix(settings.instance)))
     return broker
@@ -66,5 +68,5 @@ def projector_wake_up(max_age_ms: int = 10_000) -> Message[None]:
         actor_name=PROJECT_READ_MODELS,
         args=(),
         kwargs={},
-        options={"max_age": max_age_ms},
+        options=expiring(max_age_ms),
     )

@@ -22,6 +22,7 @@ from dramatiq import Message
 from aiplatform import training_queue
 from aiplatform.aggregates import JOBS
 from aiplatform.commands import CommandHandler
+from aiplatform.workers.expiry import expiring
 from aiplatform.workers.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def maintenance_message(actor_name: str) -> Message[None]:
         actor_name=actor_name,
         args=(),
         kwargs={},
-        options={"max_age": 60_000},
+        options=expiring(60_000),
     )
 
 
