@@ -139,7 +139,12 @@ def test_compose_runs_every_part_of_the_platform(compose: dict[str, Any]) -> Non
         if command[1:2] == ["worker"]:
             # A worker waits for its running messages within the container's grace period.
             grace_s = float(service["stop_grace_period"].removesuffix("s"))
-            assert _parser().parse_args(command[1:]).shutdown_timeout < grace_s, name
+            arguments = _parser().parse_args(command[1:])
+            assert arguments.shutdown_timeout < grace_s, name
+            # Its health check asks for exactly the queues it consumes.
+            check = service["healthcheck"]["test"][1:]
+            assert_cli_command(check)
+            assert _parser().parse_args(check[1:]).queues == arguments.queues, name
     assert "/ready" in " ".join(services["api"]["healthcheck"]["test"])
     gpu = services["training-worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert gpu == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
@@ -342,6 +347,9 @@ def test_manifests_run_the_platform(rendered: list[dict[str, Any]]) -> None:
             served |= set(arguments.queues.split(","))
             grace_s = deployments[name]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
             assert arguments.shutdown_timeout < grace_s, name
+            probe = container["livenessProbe"]["exec"]["command"]
+            assert_cli_command(probe)
+            assert _parser().parse_args(probe[1:]).queues == arguments.queues, name
         sources = {next(iter(s.values()))["name"] for s in container["envFrom"]}
         assert sources == {"aiplatform-config", "aiplatform-secrets"}
     assert served == set(QUEUES)

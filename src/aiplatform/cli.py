@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a stopping worker waits for the messages it is running",
     )
 
+    health = commands.add_parser(
+        "worker-health", help="exit 0 when this host runs live worker processes (health checks)"
+    )
+    health.add_argument(
+        "--queues", default="", help="comma-separated queues that must be consumed here"
+    )
+
     admin = commands.add_parser("create-admin", help="create an admin user, or promote one")
     admin.add_argument("--username", required=True)
     admin.add_argument("--password", required=True)
@@ -110,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     arguments.threads,
                     arguments.shutdown_timeout,
                 )
+            case "worker-health":
+                from aiplatform.workers.health import run_worker_health
+
+                return run_worker_health(settings, arguments.queues)
             case "scheduler":
                 return run_scheduler_process(settings)
             case "migrate":
