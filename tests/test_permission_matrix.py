@@ -454,6 +454,12 @@ async def make_world(client: Client, admin_id: str, commands: CommandHandler) ->
     world.existing["project_id"] = world.project_p
     for parameter in RESOURCE_PARAMETERS[1:]:
         world.existing[parameter], _ = await new_resource(world, parameter)
+    # A custom role for `roles/{name}`: built-in ones have no history to read.
+    role = await client.post(
+        "/api/v2/roles", json=BODIES["CreateRole"](world)["json"], headers=admin_headers
+    )
+    assert role.status_code == 201, role.text
+    world.existing["name"] = role.json()["data"]["name"]
     await notify_every_caller(world)
     return world
 
