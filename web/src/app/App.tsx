@@ -15,6 +15,7 @@ const page = <K extends string>(load: () => Promise<Record<K, () => ReactNode>>,
 
 const ProjectsPage = page(() => import("../features/projects/components/ProjectsPage"), "ProjectsPage");
 const ProjectPage = page(() => import("../features/projects/components/ProjectPage"), "ProjectPage");
+const ExperimentPage = page(() => import("../features/projects/components/ExperimentPage"), "ExperimentPage");
 const DatasetPage = page(() => import("../features/datasets/components/DatasetPage"), "DatasetPage");
 const JobsPage = page(() => import("../features/training/components/JobsPage"), "JobsPage");
 const NewJobPage = page(() => import("../features/training/components/NewJobPage"), "NewJobPage");
@@ -50,6 +51,7 @@ export function AppRoutes() {
         <Route index element={<DashboardPage />} />
         <Route path="projects" element={<ProjectsPage />} />
         <Route path="projects/:projectId" element={<ProjectPage />} />
+        <Route path="experiments/:experimentId" element={<ExperimentPage />} />
         <Route path="datasets/:datasetId" element={<DatasetPage />} />
         <Route path="jobs" element={<JobsPage />} />
         <Route path="jobs/new" element={<NewJobPage />} />

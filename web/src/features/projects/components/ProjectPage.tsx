@@ -1,15 +1,16 @@
 import { useState } from "react";
 import { Link, useNavigate, useParams, useSearchParams } from "react-router";
 import { Empty, ErrorMessage, Loading, StatusBadge } from "../../../components/Feedback";
-import { formatTime } from "../../../lib/format";
+import { formatNumber, formatTime } from "../../../lib/format";
 import { useLiveChannel } from "../../../lib/useLive";
 import { DatasetUpload } from "../../datasets/components/DatasetUpload";
 import { useDatasets } from "../../datasets/api/datasets";
 import { useModels } from "../../models/api/models";
 import { JobTable } from "../../training/components/JobTable";
 import { useJobs } from "../../training/api/training";
-import { useExperiments } from "../api/experiments";
+import { useCreateExperiment, useExperiments } from "../api/experiments";
 import { useArchiveProject, useDeleteProject, useProject, useUpdateProject } from "../api/projects";
+import { ExperimentForm } from "./ExperimentForm";
 import { HistoryTimeline } from "./HistoryTimeline";
 import { Members } from "./Members";
 import { ProjectForm } from "./ProjectForm";
@@ -153,15 +154,68 @@ function ProjectModels({ projectId }: { projectId: string }) {
 
 function ProjectExperiments({ projectId }: { projectId: string }) {
   const experiments = useExperiments(projectId);
-  if (experiments.data?.items.length === 0) return <Empty>No experiments in this project.</Empty>;
+  const create = useCreateExperiment();
+  const [creating, setCreating] = useState(false);
+  const navigate = useNavigate();
   return (
-    <ul className="list">
-      {experiments.data?.items.map((experiment) => (
-        <li key={experiment.id}>
-          {experiment.name} <StatusBadge status={experiment.status} />{" "}
-          <Link to={`/admin/history/experiment/${experiment.id}`}>history</Link>
-        </li>
-      ))}
-    </ul>
+    <>
+      <p>
+        <button type="button" className="primary" aria-expanded={creating} onClick={() => setCreating(!creating)}>
+          New experiment
+        </button>
+      </p>
+      {creating && (
+        <div className="card">
+          <h2>New experiment</h2>
+          <ExperimentForm
+            projectId={projectId}
+            submitLabel="Create experiment"
+            pending={create.isPending}
+            error={create.error}
+            onSubmit={(values) =>
+              create.mutate({ project_id: projectId, ...values }, { onSuccess: (experiment) => navigate(`/experiments/${experiment.id}`) })
+            }
+          />
+        </div>
+      )}
+      <ErrorMessage error={experiments.error} />
+      {experiments.data?.items.length === 0 && <Empty>No experiments in this project yet.</Empty>}
+      {experiments.data && experiments.data.items.length > 0 && (
+        <div className="scroll">
+          <table>
+            <caption className="sr-only">Experiments</caption>
+            <thead>
+              <tr>
+                <th scope="col">Experiment</th>
+                <th scope="col">Status</th>
+                <th scope="col">Task</th>
+                <th scope="col">Metrics</th>
+                <th scope="col">Updated</th>
+              </tr>
+            </thead>
+            <tbody>
+              {experiments.data.items.map((experiment) => (
+                <tr key={experiment.id}>
+                  <td>
+                    <Link to={`/experiments/${experiment.id}`}>{experiment.name}</Link>
+                  </td>
+                  <td>
+                    <StatusBadge status={experiment.status} />
+                  </td>
+                  <td>{experiment.task_type ?? "–"}</td>
+                  <td>
+                    {Object.entries(experiment.metrics)
+                      .slice(0, 3)
+                      .map(([name, value]) => `${name} ${formatNumber(value)}`)
+                      .join(" · ") || "–"}
+                  </td>
+                  <td>{formatTime(experiment.updated_at)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
   );
 }

@@ -1,12 +1,12 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { useNavigate, useSearchParams } from "react-router";
-import type { Hyperparameter } from "../../../api/types";
 import { ErrorMessage, fieldError, Loading } from "../../../components/Feedback";
 import { Field } from "../../../components/Field";
 import { useDataset, useDatasets } from "../../datasets/api/datasets";
 import { useProjects } from "../../projects/api/projects";
 import { useSubmitJob, useTemplates } from "../api/training";
 import { defaults, validate, type FormValues } from "../hyperparameters";
+import { HyperparameterInput, Select } from "./FormControls";
 
 const PRIORITIES = [
   [0, "critical"],
@@ -14,57 +14,6 @@ const PRIORITIES = [
   [5, "normal"],
   [9, "low"],
 ] as const;
-
-function Select({ label, value, onChange, children, error }: { label: string; value: string; onChange: (v: string) => void; children: React.ReactNode; error?: string }) {
-  const id = `select-${label.toLowerCase().replace(/\W+/g, "-")}`;
-  return (
-    <div className="field">
-      <label htmlFor={id}>{label}</label>
-      <select id={id} value={value} onChange={(e) => onChange(e.target.value)} aria-invalid={error ? true : undefined}>
-        {children}
-      </select>
-      {error && (
-        <small className="field-error" role="alert">
-          {error}
-        </small>
-      )}
-    </div>
-  );
-}
-
-function HyperparameterInput({ parameter, value, error, onChange }: { parameter: Hyperparameter; value: string | boolean; error?: string; onChange: (v: string | boolean) => void }) {
-  const range =
-    parameter.minimum !== null && parameter.minimum !== undefined ? ` (${parameter.minimum} – ${parameter.maximum ?? "∞"})` : "";
-  if (parameter.type === "boolean") {
-    return (
-      <div className="field checkbox">
-        <label>
-          <input type="checkbox" checked={Boolean(value)} onChange={(e) => onChange(e.target.checked)} /> {parameter.name}
-        </label>
-        <small className="hint">{parameter.description}</small>
-      </div>
-    );
-  }
-  if (parameter.choices?.length) {
-    return (
-      <Select label={parameter.name} value={String(value)} onChange={onChange} error={error}>
-        {parameter.choices.map((choice) => (
-          <option key={choice}>{choice}</option>
-        ))}
-      </Select>
-    );
-  }
-  return (
-    <Field
-      label={parameter.name}
-      inputMode={parameter.type === "string" ? "text" : "decimal"}
-      value={String(value)}
-      hint={`${parameter.description}${range}`}
-      error={error}
-      onChange={(e) => onChange(e.target.value)}
-    />
-  );
-}
 
 export function NewJobPage() {
   const [params] = useSearchParams();
