@@ -124,6 +124,61 @@ async def list_users(
     return paginated(users, total=total, page=page, limit=limit)
 
 
+class DirectoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    username: str
+    full_name: str
+
+
+# Names only: enough to pick a project member or to name one, without anyone's email or role.
+_DIRECTORY = """
+SELECT id, username, full_name FROM {table}
+ WHERE ($1::uuid[] IS NULL OR id = ANY($1))
+   AND ($1::uuid[] IS NOT NULL OR active)
+   AND ($2::text IS NULL OR username ILIKE $2 OR full_name ILIKE $2)
+ ORDER BY username
+ LIMIT $3
+"""
+
+
+@get(
+    "/directory",
+    operation_id="ListUserDirectory",
+    summary="Find users by name, to add them to a project",
+    description="Any logged-in user: active users whose username or full name contains `q`, "
+    "or the users with the given `ids` (comma-separated), with their names only.",
+    opt={"permission": AUTHENTICATED},
+)
+async def user_directory(
+    request: Request[Any, Any, State],
+    services: NamedDependency[Services],
+    q: Annotated[str | None, QueryParameter(max_length=255)] = None,
+    ids: Annotated[str | None, QueryParameter(max_length=100 * 37)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    after: Annotated[int | None, QueryParameter(ge=0)] = None,
+) -> Envelope[list[DirectoryEntry]]:
+    await services.read_after(request, services.users.read_model, after)
+    wanted: list[uuid.UUID] | None = None
+    if ids is not None:
+        try:
+            wanted = [uuid.UUID(part) for part in ids.split(",") if part.strip()]
+        except ValueError:
+            raise RequestError(
+                "ids must be comma-separated user ids (UUIDs)", field="ids"
+            ) from None
+    pattern = None
+    if q:
+        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+    async with services.pool.acquire() as connection:
+        rows = await connection.fetch(
+            _DIRECTORY.format(table=services.users.table), wanted, pattern, limit
+        )
+    return ok(
+        [DirectoryEntry(id=r["id"], username=r["username"], full_name=r["full_name"]) for r in rows]
+    )
+
+
 @post("/", operation_id="CreateUser", summary="Create a user", opt={"permission": ADMIN})
 async def create_user(
     request: Request[Any, Any, State],
@@ -286,7 +341,14 @@ async def user_history(
 def users_router() -> Router:
     return Router(
         path="/users",
-        route_handlers=[list_users, create_user, get_user, update_user, user_history],
+        route_handlers=[
+            list_users,
+            user_directory,
+            create_user,
+            get_user,
+            update_user,
+            user_history,
+        ],
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
