@@ -877,6 +877,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/users/directory": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Find users by name, to add them to a project
+         * @description Any logged-in user: active users whose username or full name contains `q`, or the users with the given `ids` (comma-separated), with their names only.
+         */
+        get: operations["ListUserDirectory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/users/{user_id}": {
         parameters: {
             query?: never;
@@ -1155,6 +1175,13 @@ export interface components {
             job_id: string;
             uuid: string | null;
         };
+        /** DirectoryEntry */
+        DirectoryEntry: {
+            full_name: string;
+            /** Format: uuid */
+            id: string;
+            username: string;
+        };
         /** Envelope[MigrationReport] */
         "Envelope_aiplatform.api.admin.MigrationReport_": {
             data?: components["schemas"]["MigrationReport"] | null;
@@ -1369,6 +1396,15 @@ export interface components {
         /** Envelope[list[Architecture]] */
         "Envelope_list_aiplatform.api.training.Architecture_": {
             data?: components["schemas"]["Architecture"][] | null;
+            error?: string | null;
+            meta?: {
+                [key: string]: unknown;
+            } | null;
+            success: boolean;
+        };
+        /** Envelope[list[DirectoryEntry]] */
+        "Envelope_list_aiplatform.api.users.DirectoryEntry_": {
+            data?: components["schemas"]["DirectoryEntry"][] | null;
             error?: string | null;
             meta?: {
                 [key: string]: unknown;
@@ -4233,6 +4269,46 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    ListUserDirectory: {
+        parameters: {
+            query?: {
+                q?: string | null;
+                ids?: string | null;
+                limit?: number;
+                after?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_list_aiplatform.api.users.DirectoryEntry_"];
                 };
             };
             /** @description Bad request syntax or unsupported method */

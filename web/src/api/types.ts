@@ -26,6 +26,7 @@ export type Template = Schemas["Template"];
 export type TokenPair = Schemas["TokenPair"];
 export type TrainingSubmit = Schemas["TrainingSubmit"];
 export type User = Schemas["UserView"];
+export type DirectoryEntry = Schemas["DirectoryEntry"];
 export type Me = Schemas["UserOut"];
 export type UserCreate = Schemas["UserCreate"];
 export type UserUpdate = Schemas["UserUpdate"];
