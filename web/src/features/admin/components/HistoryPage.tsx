@@ -1,11 +1,12 @@
 import { Link, useParams } from "react-router";
-import { EventList } from "../../../components/EventList";
 import { ErrorMessage, Loading } from "../../../components/Feedback";
+import { TimeTravelHistory } from "../../../components/TimeTravelHistory";
 import { historyPath, useResourceHistory } from "../api/admin";
 
 export function HistoryPage() {
   const { resourceType = "", resourceId = "" } = useParams();
   const history = useResourceHistory(resourceType, resourceId);
+  const path = historyPath(resourceType, resourceId);
   return (
     <section>
       <p className="crumbs">
@@ -14,14 +15,14 @@ export function HistoryPage() {
       <h1>
         History of {resourceType} <span className="mono">{resourceId}</span>
       </h1>
-      {!historyPath(resourceType, resourceId) ? (
+      {!path ? (
         <p className="empty">This kind of resource has no history view.</p>
       ) : history.error ? (
         <ErrorMessage error={history.error} />
       ) : !history.data ? (
         <Loading what="the history" />
       ) : (
-        <EventList events={history.data.items} />
+        <TimeTravelHistory events={history.data.items} resourcePath={path.replace(/\/history$/, "")} />
       )}
     </section>
   );
