@@ -18,3 +18,14 @@ export function useLiveEvents(listener: (event: LiveEvent) => void): void {
   latest.current = listener;
   useEffect(() => live.listen((event) => latest.current(event)), []);
 }
+
+// Keeps each of `channels` in the live connection while the component is shown; the set is
+// compared by value, so a re-render with the same channels changes nothing.
+export function useLiveChannels(channels: string[]): void {
+  const key = [...new Set(channels)].sort().join(",");
+  useEffect(() => {
+    if (!key) return undefined;
+    const releases = key.split(",").map((channel) => live.hold(channel));
+    return () => releases.forEach((release) => release());
+  }, [key]);
+}

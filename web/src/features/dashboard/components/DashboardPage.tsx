@@ -4,13 +4,17 @@ import { Link } from "react-router";
 import type { GpuStatus } from "../../../api/types";
 import { ErrorMessage, Loading } from "../../../components/Feedback";
 import { formatBytes, formatTime } from "../../../lib/format";
-import { useLiveChannel, useLiveEvents } from "../../../lib/useLive";
+import { useLiveChannel, useLiveChannels, useLiveEvents } from "../../../lib/useLive";
+import { useMe } from "../../auth/api/session";
 import { useNotifications } from "../../notifications/api/notifications";
 import { NotificationItem } from "../../notifications/components/NotificationItem";
 import { useProjects } from "../../projects/api/projects";
 import { useJobs } from "../../training/api/training";
 import { JobTable } from "../../training/components/JobTable";
 import { useGpuStatus } from "../api/gpu";
+
+// A stream takes at most 32 channels; `gpu` and `notifications` are two of them.
+const MAX_PROJECT_CHANNELS = 30;
 
 // The chart library is loaded only where there are GPUs to chart.
 const LineChart = lazy(async () => ({ default: (await import("../../../components/LineChart")).LineChart }));
@@ -89,7 +93,17 @@ export function DashboardPage() {
   const gpu = useGpuStatus();
   const running = useJobs({ status: "running" });
   const queued = useJobs({ status: "pending" });
-  const projects = useProjects({ status: "active" });
+  const projects = useProjects({ status: "active", limit: MAX_PROJECT_CHANNELS });
+  const me = useMe();
+  // Admins get every event on the `admin` channel (see LiveBridge); anyone else follows the
+  // projects the jobs shown here belong to, and their active projects, where new jobs appear.
+  const followed =
+    me.data && me.data.system_role !== "admin"
+      ? [...new Set([...running.data?.items ?? [], ...queued.data?.items ?? []].map((job) => job.project_id).concat(projects.data?.items.map((p) => p.id) ?? []))]
+          .slice(0, MAX_PROJECT_CHANNELS)
+          .map((id) => `project:${id}`)
+      : [];
+  useLiveChannels(followed);
   const unread = useNotifications(true);
   const notifications = useNotifications();
 
