@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,30 @@ def test_openapi_prints_the_schema_without_a_server(capsys: pytest.CaptureFixtur
 def test_the_bundle_is_inside_the_package() -> None:
     assert (BUNDLE_DIR / "index.html").is_file()
     assert BUNDLE_DIR.parent == Path(__import__("aiplatform").__file__).parent
+
+
+def test_the_web_uis_api_types_are_generated_from_the_current_openapi(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """web/openapi.json is what the UI's types were generated from; when the API changes it
+    must be regenerated (`npm run schema` in web/), and so must the types."""
+    assert main(["openapi"]) == 0
+    current = json.loads(capsys.readouterr().out)
+    web = Path(__file__).parent.parent / "web"
+    committed = json.loads((web / "openapi.json").read_text())
+    assert committed == current, "web/openapi.json is stale: run `npm run schema` in web/"
+    generator = web / "node_modules" / ".bin" / "openapi-typescript"
+    if not generator.exists() or shutil.which("node") is None:
+        pytest.skip("the TypeScript half needs `npm ci` in web/ (npm run check does it too)")
+    source = tmp_path / "openapi.json"
+    source.write_text(json.dumps(current))
+    subprocess.run(
+        [str(generator), str(source), "-o", str(tmp_path / "schema.d.ts")],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    generated = (tmp_path / "schema.d.ts").read_text()
+    assert generated == (web / "src" / "api" / "schema.d.ts").read_text(), (
+        "web/src/api/schema.d.ts is stale: run `npm run schema` in web/"
+    )
