@@ -3,12 +3,14 @@ against reading and decoding the same rows with a bare SELECT, in the same run.
 
 The log is filled with COPY (one transaction) with the event mix of projects: each project is
 created, renamed, described, tagged, configured, gets two members, loses one, is archived
-and restored (10 events). Projects are written in windows of 2,000 whose events interleave, as
-concurrent users' do, so most batches of a rebuild also touch projects of earlier batches.
+and restored (10 events). Projects are written in windows of 1,500 whose events interleave, as
+concurrent users' do; a window's 15,000 events straddle the rebuild's 20,000-event batches, so
+most batches also touch projects of the batch before (read back, folded, rewritten).
 
 - rebuild: `aiplatform replay`'s path: a fresh copy of the projects read model is installed
   beside the active one and built from position zero (20,000-event batches read in catch-up
-  order, decoded, folded and written set-wise), then switched in.
+  order, each read and decoded while the one before is folded and written set-wise, secondary
+  indexes built once at the end), then switched in.
 - baseline: `SELECT event_type, schema_version, data` over the whole log in the same order
   through a cursor (5,000-row prefetch), each row decoded to its event struct with msgspec.
 
@@ -46,7 +48,7 @@ from aiplatform.projectors.replay import target_version
 from benchlib import METADATA, median, print_ratio, scratch_database
 
 EVENTS_PER_PROJECT = 10
-WINDOW = 2_000  # projects whose events interleave
+WINDOW = 1_500  # projects whose events interleave (15,000 events: not a multiple of a batch)
 TARGET = 0.5
 COLUMNS = ("stream_id", "stream_version", "event_id", "event_type", "schema_version", "data")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from aiplatform.bootstrap import ensure_admin
+from aiplatform.cache import Cache
 from aiplatform.config import Settings, load_settings
 from aiplatform.domain.projects import (
     MemberGranted,
@@ -48,9 +50,13 @@ from aiplatform.projectors.read_models import (
     PROJECTIONS_DIR_ENV,
     ReadModel,
     install,
+    install_generation,
+    load_read_model,
     projections_dir,
+    secondary_indexes,
 )
-from aiplatform.projectors.runner import BatchEvent
+from aiplatform.projectors.runner import catch_up
+from aiplatform.projectors.set_wise import BatchEvent, SetWiseBuild, microseconds_of
 from conftest import ADMIN_DATABASE_URL, ADMIN_PASSWORD
 from service_processes import free_port, start_service, terminate, wait_ready
 
@@ -337,9 +343,10 @@ async def test_a_changed_projection_is_built_beside_the_served_one_then_switched
 
 # Set-wise batches ------------------------------------------------------------------------------
 
+OP_NAMES = ["update", "archive", "restore", "delete", "grant", "revoke"]
 PROJECT_OPS = st.lists(
     st.tuples(
-        st.sampled_from(["update", "archive", "restore", "delete", "grant", "revoke"]),
+        st.sampled_from(OP_NAMES),
         st.integers(0, 3),  # which project
         st.integers(0, 2),  # which user
     ),
@@ -434,7 +441,12 @@ async def test_set_wise_batches_leave_the_projects_tables_as_event_by_event(
             while start < len(events):
                 size = cuts[turn % len(cuts)]
                 batch = [
-                    BatchEvent(e.stream_version, e.global_position, e.recorded_at, e.event)
+                    BatchEvent(
+                        e.stream_version,
+                        e.global_position,
+                        microseconds_of(e.recorded_at),
+                        e.event,
+                    )
                     for e in events[start : start + size]
                 ]
                 await set_wise.apply_batch(connection, batch)
@@ -445,3 +457,68 @@ async def test_set_wise_batches_leave_the_projects_tables_as_event_by_event(
         async with pool.acquire() as connection:
             for projector in (one_by_one, set_wise):
                 await connection.execute(f"DROP SCHEMA {projector.read_model.schema} CASCADE")
+
+
+async def index_names(pool: asyncpg.Pool, read_model: ReadModel) -> set[str]:
+    rows = await pool.fetch(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = $1", read_model.schema
+    )
+    return {row["indexname"] for row in rows}
+
+
+async def test_two_set_wise_builders_of_one_version_apply_every_event_once(
+    own_platform: dict[str, str],
+) -> None:
+    """Two workers build one version in turns, each reading its next batch ahead: a batch read
+    ahead is dropped when the other one applied it meanwhile, so the tables end up exactly as
+    event-by-event projection leaves them. The secondary indexes, dropped while the empty
+    tables are filled, are all there before the switch."""
+    pool = await create_pool(own_platform["AIPLATFORM_DATABASE_URL"], max_size=6)
+    try:
+        store = EventStore(pool)
+        chooser = random.Random(7)
+        ops = [
+            (chooser.choice(OP_NAMES), chooser.randrange(4), chooser.randrange(3))
+            for _ in range(300)
+        ]
+        history = project_history(ops)
+        for recorded in history:
+            await store.append(
+                recorded.stream_id,
+                [recorded.event],
+                EventMetadata(actor="owner"),
+                expected_version=recorded.stream_version - 1,
+            )
+        served = ProjectsProjector(ReadModel("projects", load_read_model("projects").ddl))
+        async with pool.acquire() as connection:
+            await install(connection, served.read_model)
+        await catch_up(pool, served, Cache(None), batch_size=1_000)
+        async with pool.acquire() as connection:
+            copy = ProjectsProjector(await install_generation(connection, served.read_model))
+        all_indexes = await index_names(pool, copy.read_model)
+        secondary = set(secondary_indexes(copy.read_model))
+        assert secondary
+        assert secondary <= all_indexes
+
+        first = SetWiseBuild(pool, copy, batch_size=7)
+        second = SetWiseBuild(pool, copy, batch_size=7)
+        async with first, second:
+            assert await index_names(pool, copy.read_model) == all_indexes - secondary
+            idle_turns = 0
+            for turn in range(1_000):
+                read = await (first if turn % 2 == 0 else second).apply_next()
+                idle_turns = idle_turns + 1 if read == 0 else 0
+                if idle_turns == 2:
+                    break
+            else:
+                pytest.fail("the builders never caught up")
+            await second.before_switch()
+        assert await index_names(pool, copy.read_model) == all_indexes
+        assert await table_rows(pool, copy) == await table_rows(pool, served)
+        applied = await pool.fetchval(
+            "SELECT events_applied FROM projection_checkpoints WHERE projection = $1",
+            copy.read_model.checkpoint,
+        )
+        assert applied == len(history)
+    finally:
+        await pool.close()

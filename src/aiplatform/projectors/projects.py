@@ -20,7 +20,7 @@ from aiplatform.domain.projects import (
 from aiplatform.eventstore.codec import RecordedEvent
 from aiplatform.projectors.projects_batch import apply_projects_batch
 from aiplatform.projectors.read_models import ReadModel, load_read_model
-from aiplatform.projectors.runner import BatchEvent
+from aiplatform.projectors.set_wise import BatchEvent
 
 _json = msgspec.json.Encoder()
 

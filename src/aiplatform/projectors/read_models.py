@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -246,3 +247,43 @@ async def drop_retired(connection: asyncpg.Connection, *, grace_s: float) -> lis
             )
             dropped.append(read_model.schema)
     return dropped
+
+
+# `CREATE INDEX name ON ...` (not UNIQUE: a unique index is a rule the projector may rely on).
+_SECONDARY_INDEX = re.compile(
+    r"^\s*CREATE\s+INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s+(ON\s.*)$", re.IGNORECASE | re.DOTALL
+)
+
+
+def secondary_indexes(read_model: ReadModel) -> dict[str, str]:
+    """The DDL's non-unique indexes: name → the `ON …` rest of its statement. (Projection files
+    hold tables and indexes only, so their statements split at semicolons.)"""
+    indexes = {}
+    for statement in read_model.ddl.split(";"):
+        body = "\n".join(
+            line for line in statement.splitlines() if not line.lstrip().startswith("--")
+        )
+        match = _SECONDARY_INDEX.match(body)
+        if match:
+            indexes[match.group(1)] = match.group(2).strip()
+    return indexes
+
+
+async def drop_secondary_indexes(connection: asyncpg.Connection, read_model: ReadModel) -> None:
+    """Before a bulk build from an empty table: keeping indexes up to date row by row costs
+    more than building them once at the end (`create_secondary_indexes`)."""
+    async with connection.transaction():
+        await lock_read_model(connection, read_model.name)
+        for name in secondary_indexes(read_model):
+            await connection.execute(f"DROP INDEX IF EXISTS {read_model.schema}.{name}")
+
+
+async def create_secondary_indexes(connection: asyncpg.Connection, read_model: ReadModel) -> None:
+    """Creates those of the DDL's non-unique indexes that are missing (dropped for a bulk
+    build); a version is switched in only with all of them."""
+    async with connection.transaction():
+        await lock_read_model(connection, read_model.name)
+        # The DDL names its tables unqualified; the indexes land beside them.
+        await connection.execute(f"SET LOCAL search_path TO {read_model.schema}")
+        for name, rest in secondary_indexes(read_model).items():
+            await connection.execute(f"CREATE INDEX IF NOT EXISTS {name} {rest}")

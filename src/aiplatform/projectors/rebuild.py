@@ -13,9 +13,11 @@ Retired versions are dropped after `RETIRED_GRACE_S`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -29,6 +31,7 @@ from aiplatform.projectors.read_models import (
 )
 from aiplatform.projectors.registry import PROJECTOR_CLASSES, projector_for
 from aiplatform.projectors.runner import Projector, catch_up, project_batch
+from aiplatform.projectors.set_wise import SetWiseBuild, SetWiseProjector
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +135,36 @@ class ReadModelVersions:
         every event up to that position is in, however long an open transaction somewhere
         holds the head back."""
         projector = self.projector(read_model)
+        async with contextlib.AsyncExitStack() as stack:
+            if isinstance(projector, SetWiseProjector):
+                set_wise = await stack.enter_async_context(
+                    SetWiseBuild(self.pool, projector, self.rebuild_batch_size)
+                )
+                next_batch, before_switch = set_wise.apply_next, set_wise.before_switch
+            else:
+                next_batch = functools.partial(
+                    project_batch,
+                    self.pool,
+                    projector,
+                    self.cache,
+                    batch_size=self.rebuild_batch_size,
+                )
+                before_switch = _nothing_to_do
+            return await self._build(
+                read_model, next_batch, before_switch, progress, through_position
+            )
+
+    async def _build(
+        self,
+        read_model: ReadModel,
+        next_batch: Callable[[], Awaitable[int | None]],
+        before_switch: Callable[[], Awaitable[None]],
+        progress: Progress | None,
+        through_position: int | None,
+    ) -> bool:
         started = time.monotonic()
         while True:
-            read = await project_batch(
-                self.pool,
-                projector,
-                self.cache,
-                batch_size=self.rebuild_batch_size,
-                set_wise=True,
-            )
+            read = await next_batch()
             if read is None:  # another worker builds it: wait for that one
                 await asyncio.sleep(_HELD_ELSEWHERE_S)
             elif progress is not None and read:
@@ -150,6 +174,7 @@ class ReadModelVersions:
                 and read < self.rebuild_batch_size
                 and await self._has_all_through(read_model, through_position)
             ):
+                await before_switch()
                 async with self.pool.acquire() as connection:
                     if await activate(connection, read_model):
                         log.info(
@@ -187,6 +212,10 @@ class ReadModelVersions:
             read_model.checkpoint,
         )
         return position
+
+
+async def _nothing_to_do() -> None:
+    pass
 
 
 _per_process: ReadModelVersions | None = None
