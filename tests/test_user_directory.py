@@ -64,3 +64,23 @@ async def test_bad_ids_are_refused_plainly_and_strangers_are_not_served(
     assert refused.status_code == 400
     assert "ids" in refused.json()["error"]
     assert (await anonymous.get(URL)).status_code == 401
+
+
+async def test_the_admins_user_list_includes_a_user_just_created_when_asked_after_it(
+    client: Client,
+) -> None:
+    created = await client.post(
+        "/api/v2/users",
+        json={
+            "username": f"n{uuid.uuid4().hex[:10]}",
+            "email": "n@example.com",
+            "password": "pw-12345678ab",
+        },
+    )
+    assert created.status_code == 201, created.text
+    user = created.json()["data"]
+    listed = await client.get(
+        "/api/v2/users",
+        params={"q": user["username"], "after": created.json()["meta"]["position"]},
+    )
+    assert [entry["id"] for entry in listed.json()["data"]] == [user["id"]]

@@ -115,11 +115,14 @@ def _check_password(password: str, username: str) -> None:
 
 @get("/", operation_id="ListUsers", summary="List users", opt={"permission": ADMIN})
 async def list_users(
+    request: Request[Any, Any, State],
     services: NamedDependency[Services],
     q: Annotated[str | None, QueryParameter(max_length=255)] = None,
     page: Annotated[int, QueryParameter(ge=1)] = 1,
     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    after: Annotated[int | None, QueryParameter(ge=0)] = None,
 ) -> Envelope[list[UserView]]:
+    await services.read_after(request, services.users.read_model, after)
     users, total = await services.users.list(q=q, page=page, limit=limit)
     return paginated(users, total=total, page=page, limit=limit)
 

@@ -4216,6 +4216,7 @@ export interface operations {
                 q?: string | null;
                 page?: number;
                 limit?: number;
+                after?: number | null;
             };
             header?: never;
             path?: never;
