@@ -1,7 +1,8 @@
 // The journey most users take, in a real browser against a real `aiplatform up`: log in, create
-// a project, upload a dataset and read its report, train a char-lm and watch it live until it
-// succeeds, generate text with the new model, see the notification, and find it all in the audit
-// log. Every page is photographed at a laptop's and a phone's width; the console stays clean.
+// a project, upload a dataset and read its report, set up an experiment, add a colleague found by
+// name, train a char-lm and watch it live until it succeeds, generate text with the new model,
+// see the notification, find it all in the audit log, and see the project as it was before.
+// Every page is photographed at a laptop's and a phone's width; the console stays clean.
 import { expect, test } from "@playwright/test";
 import { ADMIN } from "./platform";
 import { collectErrors, corpus, logIn, shoot } from "./support";
@@ -55,6 +56,36 @@ test("the journey from login to a trained model, live, without console errors", 
   await expect(page.getByText("first sentences")).toBeVisible();
   await expect(page.getByRole("table", { name: "Text lines" })).toBeVisible({ timeout: 60_000 });
   await shoot(page, "06-dataset");
+
+  // An experiment in the project, its training setup kept in its config.
+  await page.goto(`/projects/${projectId}?tab=experiments`);
+  await page.getByRole("button", { name: "New experiment" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("grammar baseline");
+  await page.getByLabel("Template").selectOption("char-lm");
+  await expect(page.getByLabel("Dataset", { exact: true })).not.toHaveValue("");
+  await page.getByLabel("epochs").fill("1");
+  await shoot(page, "06b-experiment-new");
+  await page.getByRole("button", { name: "Create experiment" }).click();
+  await expect(page.getByRole("heading", { name: /grammar baseline/ })).toBeVisible();
+  await expect(page.getByTestId("experiment-status")).toHaveText("draft");
+  await expect(page.getByLabel("Config")).toContainText('"template": "char-lm"');
+  await shoot(page, "06c-experiment");
+
+  // A colleague, created by the admin, found by name and added to the project.
+  await page.goto("/admin/users");
+  await page.getByLabel("Username").fill("grace");
+  await page.getByLabel("Email").fill("grace@example.com");
+  await page.getByLabel("Full name").fill("Grace Hopper");
+  await page.getByLabel("Password").fill("correct horse battery 7");
+  await page.getByRole("button", { name: "Create user" }).click();
+  await expect(page.getByRole("link", { name: "grace", exact: true })).toBeVisible();
+  await page.goto(`/projects/${projectId}?tab=members`);
+  await page.getByRole("combobox", { name: "User" }).fill("hopper");
+  await page.getByRole("option", { name: /grace/ }).click();
+  await page.getByLabel("Role", { exact: true }).selectOption("viewer");
+  await page.getByRole("button", { name: "Add member" }).click();
+  await expect(page.getByRole("combobox", { name: "Role of grace" })).toHaveValue("viewer");
+  await shoot(page, "06d-members");
 
   // A char-lm job, small enough to train in seconds, watched live to the end.
   await page.goto(`/jobs/new?project=${projectId}`);
@@ -120,6 +151,11 @@ test("the journey from login to a trained model, live, without console errors", 
   await shoot(page, "12-audit");
   await page.goto(`/admin/history/project/${projectId}`);
   await expect(page.getByText("ProjectCreated")).toBeVisible();
+  // Time travel: the project as it was when created, before grace joined.
+  await page.getByRole("button", { name: "view as of v1" }).click();
+  const past = page.getByRole("table", { name: "State as of this event" });
+  await expect(past.getByRole("row", { name: /^members/ })).toContainText("changed");
+  await expect(past.getByRole("row", { name: /^name/ })).not.toContainText("changed");
   await shoot(page, "13-project-history");
   await page.goto(`/projects/${projectId}?tab=jobs`);
   await expect(page.getByRole("link", { name: "grammar-lm" })).toBeVisible();
