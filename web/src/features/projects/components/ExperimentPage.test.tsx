@@ -71,6 +71,7 @@ const common = {
   [`GET /datasets/${DATASET_ID}`]: envelope({ ...dataset, versions: [] }),
   "GET /models": page([]),
   "GET /training/jobs": page([]),
+  "GET /users/directory": envelope([{ id: "5f0e1d2c-0000-0000-0000-000000000000", username: "ada", full_name: "" }]),
 };
 
 describe("experiments", () => {
@@ -147,6 +148,7 @@ describe("experiments", () => {
     expect(screen.getByTestId("experiment-status")).toHaveTextContent("draft");
     expect(screen.getByLabelText("Config")).toHaveTextContent('"template": "char-lm"');
     expect(screen.getByText(/No metrics yet/)).toBeInTheDocument();
+    expect(await screen.findByText(/by ada/)).toBeInTheDocument();
 
     const user = userEvent.setup();
     await user.click(screen.getByRole("button", { name: "Start training" }));

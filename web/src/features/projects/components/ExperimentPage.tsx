@@ -6,6 +6,7 @@ import { useLiveChannel } from "../../../lib/useLive";
 import { useJobs } from "../../training/api/training";
 import { JobTable } from "../../training/components/JobTable";
 import { useExperiment, useStartExperiment, useUpdateExperiment } from "../api/experiments";
+import { useUserNames } from "../api/projects";
 import { ExperimentForm } from "./ExperimentForm";
 
 // An experiment that is running, or archived, does not start (the API refuses it too).
@@ -21,6 +22,8 @@ export function ExperimentPage() {
   const update = useUpdateExperiment(experimentId);
   const start = useStartExperiment(experimentId);
   const [editing, setEditing] = useState(false);
+  const creator = experiment.data?.created_by;
+  const names = useUserNames(creator ? [creator] : []);
 
   if (experiment.error) return <ErrorMessage error={experiment.error} />;
   if (!experiment.data) return <Loading what="the experiment" />;
@@ -82,7 +85,7 @@ export function ExperimentPage() {
             <dd>{e.base_model ? <Link to={`/models/${e.base_model}`}>{e.base_model.slice(0, 8)}</Link> : "none"}</dd>
             <dt>Created</dt>
             <dd>
-              {formatTime(e.created_at)} by <span className="mono">{e.created_by.slice(0, 8)}</span>
+              {formatTime(e.created_at)} by {names.data?.[e.created_by]?.username ?? <span className="mono">{e.created_by.slice(0, 8)}</span>}
             </dd>
             <dt>Updated</dt>
             <dd>
