@@ -49,6 +49,8 @@ _BATCH_SQL = (
     "CASE WHEN event_type = ANY($4::text[]) THEN data::text END AS data, "
     "metadata::text AS metadata, recorded_at" + BATCH_FROM
 )
+# A cache without Redis: what a version that readers do not use publishes into.
+_NOWHERE = Cache(None)
 ADVANCE_CHECKPOINT_SQL = """
 UPDATE projection_checkpoints
    SET last_transaction_id = $2::text::xid8, last_global_position = $3,
@@ -126,6 +128,10 @@ async def project_batch(
         if before_commit is not None:
             await before_commit(applied)
     if checkpoint["state"] not in (None, "active"):
+        # Nobody subscribes to a version being built or retired: it publishes nowhere, but its
+        # projector still lets go of what it kept to publish.
+        if applied:
+            await projector.after_commit(_NOWHERE, applied)
         return len(rows)
     if applied:
         await projector.after_commit(cache, applied)

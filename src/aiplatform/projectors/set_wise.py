@@ -129,6 +129,8 @@ class SetWiseBuild:
         self.projector = projector
         self.batch_size = batch_size
         self._event_types = list(projector.event_types)
+        # Reading ahead takes a second connection while the batch's transaction holds one.
+        self._reads_ahead = pool.get_max_size() >= 2
         self._ahead: asyncio.Task[_Batch] | None = None
 
     async def __aenter__(self) -> SetWiseBuild:
@@ -167,7 +169,7 @@ class SetWiseBuild:
             batch = await self._take(connection, after, checkpoint["horizon"])
             if batch.read == 0:
                 return 0
-            if batch.read == self.batch_size:
+            if batch.read == self.batch_size and self._reads_ahead:
                 self._ahead = asyncio.create_task(self._read_ahead(batch.last))
             await self.projector.apply_batch(connection, batch.events)
             await connection.execute(
