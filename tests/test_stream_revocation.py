@@ -10,7 +10,7 @@ from aiplatform.domain.projects import MemberGranted, MemberRevoked, ProjectDele
 from aiplatform.domain.roles import RolePermissionsChanged
 from aiplatform.domain.users import UserDeactivated, UserRoleChanged
 from aiplatform.eventstore.codec import Event
-from aiplatform.streams.revocation import revoked_viewers
+from aiplatform.streams.revocation import may_revoke, revoked_viewers
 
 PROJECT = "p-1"
 OTHER_PROJECT = "p-2"
@@ -85,3 +85,10 @@ def test_an_event_closes_exactly_the_streams_whose_access_it_may_take(
     event: Event, expected: set[str]
 ) -> None:
     assert closed(event, *EVERYONE) == expected
+    # The feed looks for streams to close only where `may_revoke` says it can find some.
+    if expected:
+        assert may_revoke(event)
+
+
+def test_events_that_change_no_access_are_not_looked_at() -> None:
+    assert not may_revoke(ProjectUpdated(project_id=PROJECT, name="renamed"))

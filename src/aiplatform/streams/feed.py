@@ -52,7 +52,7 @@ from aiplatform.streams.history import (
     notifications_between,
     read_events,
 )
-from aiplatform.streams.revocation import REVOKED, revoked_viewers
+from aiplatform.streams.revocation import REVOKED, may_revoke, revoked_viewers
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,8 @@ class Lane:
             for subscriber, data in frames.items():
                 self.deliver(subscriber, (event.cursor, data))
             # After its own frame: a member removed from a project sees that, then nothing.
+            if not may_revoke(event.event):
+                continue
             subscribed = {s for subscribers in self.subscribers.values() for s in subscribers}
             for subscriber in revoked_viewers(event.event, subscribed, projects.get):
                 self.remove(subscriber)

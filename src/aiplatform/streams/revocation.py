@@ -32,6 +32,24 @@ V = TypeVar("V", bound=Viewer)
 ProjectOf = Callable[[str], str | None]
 
 
+# The events `revoked_viewers` may close streams for.
+_REVOKING = (
+    MemberRevoked,
+    MemberGranted,
+    ProjectDeleted,
+    RolePermissionsChanged,
+    RoleDeleted,
+    UserDeactivated,
+    UserRoleChanged,
+)
+
+
+def may_revoke(event: Event) -> bool:
+    """Whether `event` can take access away from any stream: the feed asks this of every
+    event, and looks at its subscribers only when it can."""
+    return isinstance(event, _REVOKING)
+
+
 def revoked_viewers(event: Event, viewers: Iterable[V], project_of: ProjectOf) -> list[V]:
     match event:
         case (
