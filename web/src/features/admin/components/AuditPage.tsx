@@ -1,6 +1,9 @@
+import { useEffect, useState } from "react";
 import { Link, useSearchParams } from "react-router";
+import { useUserNames } from "../../../api/directory";
 import { ErrorMessage, Loading } from "../../../components/Feedback";
 import { Pagination } from "../../../components/Pagination";
+import { UserPicker } from "../../../components/UserPicker";
 import { formatTime, shortId } from "../../../lib/format";
 import { historyPath, useAudit } from "../api/admin";
 
@@ -22,6 +25,13 @@ export function AuditPage() {
     page: Number(params.get("page") ?? 1),
   };
   const audit = useAudit(filters);
+  // The actor is picked by name; one chosen from the table (or the address) is named here too.
+  const actorNames = useUserNames(filters.actor_id ? [filters.actor_id] : []);
+  const actor = filters.actor_id ? actorNames.data?.[filters.actor_id] : undefined;
+  const [actorText, setActorText] = useState("");
+  useEffect(() => {
+    if (actor) setActorText(actor.username);
+  }, [actor]);
 
   function setFilter(name: string, value: string) {
     const next = new URLSearchParams(params);
@@ -35,11 +45,14 @@ export function AuditPage() {
     <section>
       <h1>Audit log</h1>
       <div className="filters" role="search">
-        <label>
-          Actor id
-          {/* Keyed by the filter, so choosing an actor from the table shows up here too. */}
-          <input key={filters.actor_id} defaultValue={filters.actor_id} onChange={(e) => setFilter("actor_id", e.target.value.trim())} />
-        </label>
+        <UserPicker
+          label="Actor"
+          hint="anyone when empty"
+          query={actorText}
+          onQueryChange={setActorText}
+          picked={filters.actor_id ? actor ?? { id: filters.actor_id, username: actorText, full_name: "" } : null}
+          onPick={(user) => setFilter("actor_id", user?.id ?? "")}
+        />
         <label>
           Resource
           <select value={filters.resource_type ?? ""} onChange={(e) => setFilter("resource_type", e.target.value)}>

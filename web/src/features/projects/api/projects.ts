@@ -1,6 +1,6 @@
 import { keepPreviousData, queryOptions, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { request, requestPage } from "../../../api/client";
-import type { DirectoryEntry, HistoryEvent, Project, ProjectCreate, ProjectUpdate } from "../../../api/types";
+import type { HistoryEvent, Project, ProjectCreate, ProjectUpdate } from "../../../api/types";
 
 export interface ProjectFilters {
   q?: string;
@@ -80,26 +80,3 @@ export function useRevokeMember(id: string) {
   return useProjectMutation((userId: string) => request<Project>(`/projects/${id}/members/${userId}`, { method: "DELETE" }));
 }
 
-// Users by name, for picking a member: any logged-in user may search (names only).
-export function useUserSearch(q: string) {
-  return useQuery({
-    queryKey: ["users", "directory", "search", q],
-    queryFn: () => request<DirectoryEntry[]>("/users/directory", { query: { q, limit: 8 } }),
-    enabled: q.trim().length > 0,
-    placeholderData: keepPreviousData,
-  });
-}
-
-// The names of the given user ids (a project's members are kept by id).
-export function useUserNames(ids: string[]) {
-  const sorted = [...ids].sort();
-  return useQuery({
-    queryKey: ["users", "directory", "ids", sorted],
-    queryFn: async () => {
-      const entries = await request<DirectoryEntry[]>("/users/directory", { query: { ids: sorted.join(","), limit: 100 } });
-      return Object.fromEntries(entries.map((entry) => [entry.id, entry]));
-    },
-    enabled: sorted.length > 0,
-    placeholderData: keepPreviousData,
-  });
-}

@@ -6,7 +6,7 @@ import { useLiveChannel } from "../../../lib/useLive";
 import { useJobs } from "../../training/api/training";
 import { JobTable } from "../../training/components/JobTable";
 import { useExperiment, useStartExperiment, useUpdateExperiment } from "../api/experiments";
-import { useUserNames } from "../api/projects";
+import { useUserNames } from "../../../api/directory";
 import { ExperimentForm } from "./ExperimentForm";
 
 // An experiment that is running, or archived, does not start (the API refuses it too).
