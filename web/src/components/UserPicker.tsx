@@ -83,7 +83,7 @@ export function UserPicker({ label, picked, onPick, error, hint = "type part of 
       )}
       {query.trim() && !search.isFetching && search.data?.length === 0 && !picked && <small className="hint">No user matches “{query}”.</small>}
       <small id={`${id}-hint`} className="hint">
-        {picked ? `${picked.username}${picked.full_name ? ` (${picked.full_name})` : ""}` : hint}
+        {picked ? `chosen: ${picked.full_name || picked.username}` : hint}
       </small>
       {error && (
         <small id={`${id}-error`} className="field-error" role="alert">
