@@ -27,7 +27,16 @@ def linked(page: str, suffix: str) -> str:
     return str(found[0])
 
 
-@pytest.mark.parametrize("path", ["/", "/projects", "/jobs/0b5e6c1e-4b6d-4a3c-9c55-2c1d0f1d2a3b"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/projects",
+        "/jobs/0b5e6c1e-4b6d-4a3c-9c55-2c1d0f1d2a3b",
+        "/experiments/0b5e6c1e-4b6d-4a3c-9c55-2c1d0f1d2a3b",
+        "/admin/history/project/0b5e6c1e-4b6d-4a3c-9c55-2c1d0f1d2a3b?as_of=3",
+    ],
+)
 async def test_the_app_page_answers_at_the_root_and_at_client_routes(
     anonymous: Client, path: str
 ) -> None:
