@@ -79,3 +79,41 @@ describe("the live connection", () => {
     ]);
   });
 });
+
+describe("a channel the server refuses", () => {
+  beforeEach(() => setSession({ access_token: "token", refresh_token: "r", token_type: "bearer", expires_in: 900 }));
+  afterEach(() => {
+    vi.unstubAllGlobals();
+    setSession(null);
+  });
+
+  it("is left out so the other channels stay live, until a page holds it again", async () => {
+    const urls: string[] = [];
+    vi.stubGlobal(
+      "fetch",
+      vi.fn(async (url: string) => {
+        urls.push(decodeURIComponent(url));
+        if (url.includes("project%3Agone")) {
+          return Response.json(
+            { success: false, data: null, error: "you cannot read project:gone: there is no such project, or you are not a member of its project", meta: { code: "not_found" } },
+            { status: 404 },
+          );
+        }
+        return new Response(new ReadableStream(), { status: 200 });
+      }),
+    );
+    const live = new LiveConnection();
+    live.hold("notifications");
+    const release = live.hold("project:gone");
+    live.start();
+    await vi.waitFor(() => expect(urls).toHaveLength(2), { timeout: 5_000 });
+    expect(urls[1]).toBe("/api/v2/streams?channels=notifications");
+    await vi.waitFor(() => expect(live.state).toBe("open"));
+
+    release();
+    live.hold("project:gone");
+    await vi.waitFor(() => expect(urls.length).toBeGreaterThanOrEqual(3), { timeout: 5_000 });
+    expect(urls[2]).toBe("/api/v2/streams?channels=notifications,project:gone");
+    live.stop();
+  });
+});

@@ -24,6 +24,9 @@ const MAX_BACKOFF_MS = 15_000;
 
 export class LiveConnection {
   private counts = new Map<string, number>();
+  // Channels the server refused (a project deleted, or left): the stream opens without them
+  // instead of failing for everyone, until a page holds them afresh.
+  private refused = new Set<string>();
   private listeners = new Set<(event: LiveEvent) => void>();
   private stateListeners = new Set<() => void>();
   private controller: AbortController | null = null;
@@ -50,6 +53,7 @@ export class LiveConnection {
 
   // Adds a channel for as long as the returned function is not called.
   hold(channel: string): () => void {
+    this.refused.delete(channel);
     this.counts.set(channel, (this.counts.get(channel) ?? 0) + 1);
     this.channelsChanged();
     return () => {
@@ -71,7 +75,7 @@ export class LiveConnection {
   }
 
   private wanted(): string {
-    return [...this.counts.keys()].sort().join(",");
+    return [...this.counts.keys()].filter((channel) => !this.refused.has(channel)).sort().join(",");
   }
 
   private channelsChanged(): void {
@@ -111,6 +115,10 @@ export class LiveConnection {
         this.lastEventId = null;
       }
       if (response.status === 401) await refreshSession();
+      if ((response.status === 403 || response.status === 404) && (await this.refuse(response, channels))) {
+        this.schedule(0);
+        return;
+      }
       if (!response.ok || !response.body) throw new Error(`stream refused: ${response.status}`);
       this.failures = 0;
       this.setState("open");
@@ -136,6 +144,21 @@ export class LiveConnection {
     this.setState("reconnecting");
     this.openChannels = "";
     this.schedule(retryAfter);
+  }
+
+  // The API names the channel it refuses ("you cannot read project:…: …"); true when that is
+  // one of ours, now left out.
+  private async refuse(response: Response, channels: string): Promise<boolean> {
+    let text = "";
+    try {
+      text = String(((await response.json()) as { error?: unknown }).error ?? "");
+    } catch {
+      return false;
+    }
+    const channel = channels.split(",").find((name) => text.includes(`read ${name}:`));
+    if (!channel) return false;
+    this.refused.add(channel);
+    return true;
   }
 
   private emit(event: LiveEvent): void {
