@@ -148,7 +148,7 @@ test("the journey from login to a trained model, live, without console errors", 
   await page.goto("/admin/audit?resource_type=project");
   await page.getByRole("row").filter({ hasText: "ProjectCreated" }).getByRole("button", { name: ADMIN.username }).click();
   await page.getByRole("combobox", { name: /^Resource/ }).selectOption("");
-  for (const event of ["ProjectCreated", "DatasetCreated", "JobSubmitted", "UserLoggedIn"]) {
+  for (const event of ["ProjectCreated", "DatasetCreated", "ExperimentCreated", "MemberGranted", "JobSubmitted", "UserLoggedIn"]) {
     await expect(page.getByRole("cell", { name: event, exact: true }).first()).toBeVisible();
   }
   await shoot(page, "12-audit");

@@ -1,6 +1,8 @@
 import { keepPreviousData, queryOptions, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { request, requestPage } from "../../../api/client";
 import type { HistoryEvent, Project, ProjectCreate, ProjectUpdate } from "../../../api/types";
+import { useRoles } from "../../admin/api/admin";
+import { useMe } from "../../auth/api/session";
 
 export interface ProjectFilters {
   q?: string;
@@ -31,7 +33,7 @@ export function useProjects(filters: ProjectFilters) {
 }
 
 export function useProject(id: string) {
-  return useQuery(projectQuery(id));
+  return useQuery({ ...projectQuery(id), enabled: Boolean(id) });
 }
 
 export function useProjectHistory(id: string) {
@@ -80,3 +82,15 @@ export function useRevokeMember(id: string) {
   return useProjectMutation((userId: string) => request<Project>(`/projects/${id}/members/${userId}`, { method: "DELETE" }));
 }
 
+
+// Whether the logged-in user may do `permission` (e.g. "member:manage") in a project whose
+// members are given: admins may do anything; others, what their project role grants. While
+// that is not known yet the answer is yes: the API decides in the end, and says why it refuses.
+export function useProjectPermission(members: Record<string, string> | undefined, permission: string): boolean {
+  const me = useMe();
+  const roles = useRoles();
+  if (!me.data || !roles.data || !members) return true;
+  if (me.data.system_role === "admin") return true;
+  const role = roles.data.items.find((r) => r.name === members[me.data.id]);
+  return role?.permissions.includes(permission) ?? false;
+}

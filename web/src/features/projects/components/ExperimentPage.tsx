@@ -7,6 +7,7 @@ import { useJobs } from "../../training/api/training";
 import { JobTable } from "../../training/components/JobTable";
 import { useExperiment, useStartExperiment, useUpdateExperiment } from "../api/experiments";
 import { useUserNames } from "../../../api/directory";
+import { useProject, useProjectPermission } from "../api/projects";
 import { ExperimentForm } from "./ExperimentForm";
 
 // An experiment that is running, or archived, does not start (the API refuses it too).
@@ -22,6 +23,8 @@ export function ExperimentPage() {
   const update = useUpdateExperiment(experimentId);
   const start = useStartExperiment(experimentId);
   const [editing, setEditing] = useState(false);
+  const project = useProject(projectId);
+  const canWrite = useProjectPermission(project.data?.members, "experiment:write");
   const creator = experiment.data?.created_by;
   const names = useUserNames(creator ? [creator] : []);
 
@@ -41,16 +44,20 @@ export function ExperimentPage() {
           {e.name} <StatusBadge status={e.status} />
         </h1>
         <div className="actions">
-          <button type="button" className="primary" disabled={!STARTABLE.has(e.status) || start.isPending} onClick={() => start.mutate()}>
-            Start training
-          </button>
-          <button type="button" onClick={() => setEditing(!editing)} aria-expanded={editing}>
-            Edit
-          </button>
-          {e.status !== "archived" && e.status !== "running" && (
-            <button type="button" disabled={update.isPending} onClick={() => update.mutate({ status: "archived" })}>
-              Archive
-            </button>
+          {canWrite && (
+            <>
+              <button type="button" className="primary" disabled={!STARTABLE.has(e.status) || start.isPending} onClick={() => start.mutate()}>
+                Start training
+              </button>
+              <button type="button" onClick={() => setEditing(!editing)} aria-expanded={editing}>
+                Edit
+              </button>
+              {e.status !== "archived" && e.status !== "running" && (
+                <button type="button" disabled={update.isPending} onClick={() => update.mutate({ status: "archived" })}>
+                  Archive
+                </button>
+              )}
+            </>
           )}
           <Link className="button" to={`/admin/history/experiment/${e.id}`}>
             History
@@ -60,7 +67,7 @@ export function ExperimentPage() {
       {/* A start the API refused names the config key at fault (config.template, …). */}
       <ErrorMessage error={start.error ?? (editing ? null : update.error)} />
       {e.description && <p>{e.description}</p>}
-      {editing && (
+      {editing && canWrite && (
         <div className="card">
           <h2>Edit the experiment</h2>
           <ExperimentForm

@@ -78,4 +78,24 @@ describe("project members", () => {
     await user.click(screen.getByRole("button", { name: "Remove ada" }));
     expect(await screen.findByRole("alert")).toHaveTextContent("the project would have no owner left");
   });
+
+  it("are only listed for someone whose role cannot manage them", async () => {
+    const viewer = { ...project, members: { [OWNER]: "owner", [GRACE]: "viewer" } };
+    vi.stubGlobal(
+      "fetch",
+      fakeApi({
+        "GET /auth/me": envelope({ id: GRACE, username: "grace", email: "g@example.com", full_name: "", system_role: "user", active: true, version: 1 }),
+        "GET /roles": envelope([
+          { name: "owner", builtin: true, description: "", permissions: ["project:read", "member:manage"] },
+          { name: "viewer", builtin: true, description: "", permissions: ["project:read"] },
+        ]),
+        "GET /users/directory": envelope([{ id: OWNER, username: "ada", full_name: "" }]),
+      }).fetch,
+    );
+    renderPage("/", "/", <Members project={viewer} />);
+    expect(await screen.findByText("Your role in this project does not let you change its members.")).toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: "Add member" })).not.toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: /^Remove/ })).not.toBeInTheDocument();
+    expect(within(screen.getByRole("table", { name: "Members" })).getByText("viewer")).toBeInTheDocument();
+  });
 });

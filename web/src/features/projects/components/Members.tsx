@@ -4,7 +4,7 @@ import { ErrorMessage, fieldError } from "../../../components/Feedback";
 import { useRoles } from "../../admin/api/admin";
 import { useUserNames } from "../../../api/directory";
 import { UserPicker } from "../../../components/UserPicker";
-import { useGrantMember, useRevokeMember } from "../api/projects";
+import { useGrantMember, useProjectPermission, useRevokeMember } from "../api/projects";
 
 const BUILTIN_ROLES = ["owner", "maintainer", "developer", "viewer"];
 
@@ -31,6 +31,7 @@ export function Members({ project }: { project: Project }) {
   const [pickerKey, setPickerKey] = useState(0);
   const [missing, setMissing] = useState<string | undefined>();
   const roleId = useId();
+  const canManage = useProjectPermission(project.members, "member:manage");
 
   function submit(event: FormEvent) {
     event.preventDefault();
@@ -75,12 +76,18 @@ export function Members({ project }: { project: Project }) {
                     {names.data?.[id]?.full_name && <span className="muted"> {names.data[id].full_name}</span>}
                   </td>
                   <td>
-                    <RoleSelect label={`Role of ${name}`} value={memberRole} disabled={change.isPending} onChange={(next) => change.mutate({ user_id: id, role: next })} />
+                    {canManage ? (
+                      <RoleSelect label={`Role of ${name}`} value={memberRole} disabled={change.isPending} onChange={(next) => change.mutate({ user_id: id, role: next })} />
+                    ) : (
+                      memberRole
+                    )}
                   </td>
                   <td>
-                    <button type="button" onClick={() => revoke.mutate(id)} disabled={revoke.isPending} aria-label={`Remove ${name}`}>
-                      Remove
-                    </button>
+                    {canManage && (
+                      <button type="button" onClick={() => revoke.mutate(id)} disabled={revoke.isPending} aria-label={`Remove ${name}`}>
+                        Remove
+                      </button>
+                    )}
                   </td>
                 </tr>
               );
@@ -89,18 +96,21 @@ export function Members({ project }: { project: Project }) {
         </table>
       </div>
       <ErrorMessage error={revoke.error ?? change.error} />
-      <form className="form inline card" onSubmit={submit} noValidate>
-        <h2>Add a member</h2>
-        <UserPicker key={pickerKey} label="User" picked={picked} onPick={setPicked} error={missing ?? fieldError(grant.error, "user_id")} />
-        <div className="field">
-          <label htmlFor={roleId}>Role</label>
-          <RoleSelect id={roleId} value={role} onChange={setRole} />
-        </div>
-        <ErrorMessage error={grant.error} />
-        <button type="submit" className="primary" disabled={grant.isPending}>
-          Add member
-        </button>
-      </form>
+      {!canManage && <p className="muted">Your role in this project does not let you change its members.</p>}
+      {canManage && (
+        <form className="form inline card" onSubmit={submit} noValidate>
+          <h2>Add a member</h2>
+          <UserPicker key={pickerKey} label="User" picked={picked} onPick={setPicked} error={missing ?? fieldError(grant.error, "user_id")} />
+          <div className="field">
+            <label htmlFor={roleId}>Role</label>
+            <RoleSelect id={roleId} value={role} onChange={setRole} />
+          </div>
+          <ErrorMessage error={grant.error} />
+          <button type="submit" className="primary" disabled={grant.isPending}>
+            Add member
+          </button>
+        </form>
+      )}
     </>
   );
 }

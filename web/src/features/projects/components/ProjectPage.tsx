@@ -9,7 +9,7 @@ import { useModels } from "../../models/api/models";
 import { JobTable } from "../../training/components/JobTable";
 import { useJobs } from "../../training/api/training";
 import { useCreateExperiment, useExperiments } from "../api/experiments";
-import { useArchiveProject, useDeleteProject, useProject, useUpdateProject } from "../api/projects";
+import { useArchiveProject, useDeleteProject, useProject, useProjectPermission, useUpdateProject } from "../api/projects";
 import { ExperimentForm } from "./ExperimentForm";
 import { HistoryTimeline } from "./HistoryTimeline";
 import { Members } from "./Members";
@@ -94,7 +94,7 @@ export function ProjectPage() {
         {tab === "datasets" && <ProjectDatasets projectId={projectId} />}
         {tab === "jobs" && <ProjectJobs projectId={projectId} />}
         {tab === "models" && <ProjectModels projectId={projectId} />}
-        {tab === "experiments" && <ProjectExperiments projectId={projectId} />}
+        {tab === "experiments" && <ProjectExperiments projectId={projectId} members={p.members} />}
         {tab === "members" && <Members project={p} />}
         {tab === "history" && <HistoryTimeline projectId={projectId} />}
       </div>
@@ -152,19 +152,22 @@ function ProjectModels({ projectId }: { projectId: string }) {
   );
 }
 
-function ProjectExperiments({ projectId }: { projectId: string }) {
+function ProjectExperiments({ projectId, members }: { projectId: string; members: Record<string, string> }) {
   const experiments = useExperiments(projectId);
+  const canWrite = useProjectPermission(members, "experiment:write");
   const create = useCreateExperiment();
   const [creating, setCreating] = useState(false);
   const navigate = useNavigate();
   return (
     <>
-      <p>
-        <button type="button" className="primary" aria-expanded={creating} onClick={() => setCreating(!creating)}>
-          New experiment
-        </button>
-      </p>
-      {creating && (
+      {canWrite && (
+        <p>
+          <button type="button" className="primary" aria-expanded={creating} onClick={() => setCreating(!creating)}>
+            New experiment
+          </button>
+        </p>
+      )}
+      {creating && canWrite && (
         <div className="card">
           <h2>New experiment</h2>
           <ExperimentForm
