@@ -4,11 +4,11 @@ against reading and decoding the same rows with a bare SELECT, in the same run.
 The log is filled with COPY (one transaction) with the event mix of projects: each project is
 created, renamed, described, tagged, configured, gets two members, loses one, is archived
 and restored (10 events). Projects are written in windows of 1,500 whose events interleave, as
-concurrent users' do; a window's 15,000 events straddle the rebuild's 20,000-event batches, so
+concurrent users' do; a window's 15,000 events straddle the rebuild's 50,000-event batches, so
 most batches also touch projects of the batch before (read back, folded, rewritten).
 
 - rebuild: `aiplatform replay`'s path: a fresh copy of the projects read model is installed
-  beside the active one and built from position zero (20,000-event batches read in catch-up
+  beside the active one and built from position zero (50,000-event batches read in catch-up
   order, each read and decoded while the one before is folded and written set-wise, secondary
   indexes built once at the end), then switched in.
 - baseline: `SELECT event_type, schema_version, data` over the whole log in the same order

@@ -17,7 +17,7 @@ from aiplatform.domain.projects import (
     ProjectRestored,
     ProjectUpdated,
 )
-from aiplatform.eventstore.codec import RecordedEvent
+from aiplatform.eventstore.codec import Event, RecordedEvent
 from aiplatform.projectors.projects_batch import apply_projects_batch
 from aiplatform.projectors.read_models import ReadModel, load_read_model
 from aiplatform.projectors.set_wise import BatchEvent
@@ -140,7 +140,7 @@ class ProjectsProjector:
                 await self._touch(connection, recorded)
 
     async def apply_batch(
-        self, connection: asyncpg.Connection, events: Sequence[BatchEvent]
+        self, connection: asyncpg.Connection, events: Sequence[BatchEvent[Event]]
     ) -> None:
         await apply_projects_batch(connection, self.read_model, events)
 

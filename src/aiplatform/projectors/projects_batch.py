@@ -21,6 +21,7 @@ from aiplatform.domain.projects import (
     ProjectRestored,
     ProjectUpdated,
 )
+from aiplatform.eventstore.codec import Event
 from aiplatform.projectors.read_models import ReadModel
 from aiplatform.projectors.runner import cyclic_gc_paused
 from aiplatform.projectors.set_wise import BatchEvent, datetime_of
@@ -56,7 +57,7 @@ class _Project:
     updated_us: int
     last_position: int
 
-    def touch(self, recorded: BatchEvent) -> None:
+    def touch(self, recorded: BatchEvent[Any]) -> None:
         self.version = recorded.stream_version
         self.updated_us = recorded.recorded_us
         self.last_position = recorded.global_position
@@ -72,14 +73,14 @@ class _Batch:
         # drops its members without looking at everyone else's.
         self.members: dict[str, dict[str, tuple[str, int]]] = {}
 
-    def apply(self, recorded: BatchEvent) -> None:
+    def apply(self, recorded: BatchEvent[Any]) -> None:
         # One dict lookup instead of a chain of isinstance checks: this runs once per event
         # of a rebuild.
         handler = _HANDLERS.get(type(recorded.event))
         if handler is not None:
             handler(self, recorded, recorded.event)
 
-    def _created(self, recorded: BatchEvent, event: ProjectCreated) -> None:
+    def _created(self, recorded: BatchEvent[Any], event: ProjectCreated) -> None:
         self.projects[event.project_id] = _Project(
             name=event.name,
             description=event.description,
@@ -97,7 +98,7 @@ class _Batch:
             recorded.recorded_us,
         )
 
-    def _updated(self, recorded: BatchEvent, event: ProjectUpdated) -> None:
+    def _updated(self, recorded: BatchEvent[Any], event: ProjectUpdated) -> None:
         project = self.projects.get(event.project_id)
         if project is None:
             return
@@ -111,40 +112,40 @@ class _Batch:
             project.tags = _json.encode(event.tags).decode()
         project.touch(recorded)
 
-    def _archived(self, recorded: BatchEvent, event: ProjectArchived) -> None:
+    def _archived(self, recorded: BatchEvent[Any], event: ProjectArchived) -> None:
         self._set_status(recorded, event.project_id, "archived")
 
-    def _restored(self, recorded: BatchEvent, event: ProjectRestored) -> None:
+    def _restored(self, recorded: BatchEvent[Any], event: ProjectRestored) -> None:
         self._set_status(recorded, event.project_id, "active")
 
-    def _set_status(self, recorded: BatchEvent, project_id: str, status: str) -> None:
+    def _set_status(self, recorded: BatchEvent[Any], project_id: str, status: str) -> None:
         project = self.projects.get(project_id)
         if project is not None:
             project.status = status
             project.touch(recorded)
 
-    def _deleted(self, recorded: BatchEvent, event: ProjectDeleted) -> None:
+    def _deleted(self, recorded: BatchEvent[Any], event: ProjectDeleted) -> None:
         self.projects.pop(event.project_id, None)
         self.members.pop(event.project_id, None)
 
-    def _granted(self, recorded: BatchEvent, event: MemberGranted) -> None:
+    def _granted(self, recorded: BatchEvent[Any], event: MemberGranted) -> None:
         members = self.members.setdefault(event.project_id, {})
         members[event.user_id] = (event.role, recorded.recorded_us)
         self._touch(recorded, event.project_id)
 
-    def _revoked(self, recorded: BatchEvent, event: MemberRevoked) -> None:
+    def _revoked(self, recorded: BatchEvent[Any], event: MemberRevoked) -> None:
         members = self.members.get(event.project_id)
         if members is not None:
             members.pop(event.user_id, None)
         self._touch(recorded, event.project_id)
 
-    def _touch(self, recorded: BatchEvent, project_id: str) -> None:
+    def _touch(self, recorded: BatchEvent[Any], project_id: str) -> None:
         project = self.projects.get(project_id)
         if project is not None:
             project.touch(recorded)
 
 
-_HANDLERS: dict[type, Callable[[_Batch, BatchEvent, Any], None]] = {
+_HANDLERS: dict[type, Callable[[_Batch, BatchEvent[Any], Any], None]] = {
     ProjectCreated: _Batch._created,
     ProjectUpdated: _Batch._updated,
     ProjectArchived: _Batch._archived,
@@ -156,7 +157,7 @@ _HANDLERS: dict[type, Callable[[_Batch, BatchEvent, Any], None]] = {
 
 
 async def apply_projects_batch(
-    connection: asyncpg.Connection, read_model: ReadModel, events: Sequence[BatchEvent]
+    connection: asyncpg.Connection, read_model: ReadModel, events: Sequence[BatchEvent[Event]]
 ) -> None:
     if not events:
         return

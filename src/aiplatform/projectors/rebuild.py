@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 RETIRED_GRACE_S = 300.0
 # Rebuild batches are large: each costs a few statements whatever its size, and a set-wise
 # projector rewrites each row it touches once per batch.
-REBUILD_BATCH_SIZE = 20_000
+REBUILD_BATCH_SIZE = 50_000
 _VERSIONS_TTL_S = 1.0
 _DROP_EVERY_S = 30.0
 # While another worker holds a version's checkpoint, this one looks again this often.
