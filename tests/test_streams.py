@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import socket
 import time
@@ -544,3 +545,19 @@ async def test_without_redis_a_stream_is_refused_with_503_not_500(
     assert response.status_code == 503, response.text
     assert response.json()["meta"]["code"] == "unavailable"
     assert response.headers["retry-after"]
+
+
+async def test_a_server_process_freezes_what_start_up_built_out_of_the_collector(
+    settings: Settings, projector_worker: None
+) -> None:
+    """A full collection then walks only what requests create, not the whole started API:
+    walking everything stalled every open stream at once."""
+    gc.unfreeze()
+    try:
+        async with AsyncTestClient(app=create_app(settings, freeze_after_start=True)) as client:
+            assert (await client.get("/health")).status_code == 200
+            assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+    async with AsyncTestClient(app=create_app(settings)):
+        assert gc.get_freeze_count() == 0  # a test's app leaves the collector alone

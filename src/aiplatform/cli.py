@@ -208,7 +208,7 @@ def run_api(settings: Settings, host: str | None, port: int | None) -> int:
     from aiplatform.api.app import create_app
 
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_after_start=True),
         host=host or settings.host,
         port=port or settings.port,
         log_level="info",

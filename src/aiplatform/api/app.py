@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -129,7 +130,8 @@ async def stop_services(services: Services) -> None:
     await services.pool.close()
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, *, freeze_after_start: bool = False) -> Litestar:
+    """`freeze_after_start`: for a server process of its own (not a test's app)."""
     metrics = ApiMetrics()
 
     @asynccontextmanager
@@ -137,6 +139,12 @@ def create_app(settings: Settings) -> Litestar:
         app.state.services = await start_services(settings)
         following = ActiveReadModels(app.state.services)
         following.start()
+        if freeze_after_start:
+            # What start-up built lives as long as the process. Frozen out of the collector's
+            # generations, it is no longer walked by every full collection (38 ms for the
+            # 120,000 objects of a started API, measured), which stalls every stream at once.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
