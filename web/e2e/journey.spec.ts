@@ -183,5 +183,22 @@ test("the journey from login to a trained model, live, without console errors", 
   await expect(page.getByRole("table", { name: "Metrics" })).toContainText("loss");
   await shoot(page, "20-experiment-completed");
 
+  // grace, a viewer of the project: her dashboard is live on her project's channel (not the
+  // admin's), and the project's members and experiment are hers to read, not to change.
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByLabel("Username").fill("grace");
+  await page.getByLabel("Password").fill("correct horse battery 7");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page.getByRole("button", { name: "Log out" })).toBeVisible();
+  await page.goto("/");
+  await expect(page.getByRole("link", { name: /1 active projects/ })).toBeVisible();
+  await expect(page.getByRole("status").filter({ hasText: "live" })).toBeVisible();
+  await expect(page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Audit log" })).toHaveCount(0);
+  await page.goto(`/projects/${projectId}?tab=members`);
+  await expect(page.getByText("Your role in this project does not let you change its members.")).toBeVisible();
+  await page.goto(experimentUrl);
+  await expect(page.getByTestId("experiment-status")).toHaveText("completed");
+  await expect(page.getByRole("button", { name: "Start training" })).toHaveCount(0);
+
   expect(errors).toEqual([]);
 });
