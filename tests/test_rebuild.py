@@ -10,13 +10,11 @@ import asyncio
 import os
 import random
 import shutil
-import signal
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +44,7 @@ from aiplatform.domain.projects import (
 from aiplatform.eventstore.codec import EventMetadata, RecordedEvent
 from aiplatform.eventstore.migrations import upgrade_to_head
 from aiplatform.eventstore.store import EventStore, create_pool
+from aiplatform.processes import Child, running
 from aiplatform.projectors.projects import ProjectsProjector
 from aiplatform.projectors.read_models import (
     PROJECTIONS_DIR_ENV,
@@ -70,26 +69,10 @@ READERS = 4
 ADDED_DDL = "\nCREATE INDEX projects_by_name ON projects (name);\n"
 
 
-@contextmanager
-def platform_process(arguments: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "aiplatform", *arguments],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield
-    finally:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+def platform_process(
+    arguments: list[str], env: dict[str, str], log: Path
+) -> AbstractContextManager[Child]:
+    return running(arguments[0], arguments, env, output=log, stop_timeout_s=STOP_TIMEOUT_S)
 
 
 @pytest.fixture
