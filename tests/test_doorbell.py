@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 from dramatiq import Message
 
 from aiplatform.config import Settings
 from aiplatform.workers.doorbell import DoorbellRedisBroker, doorbell_key
+from scratch_broker import scratch_broker
 
 QUEUE = "bell"
 IDLE_TIMEOUT_MS = 5_000
@@ -21,17 +20,9 @@ IDLE_TIMEOUT_MS = 5_000
 
 @pytest.fixture
 def broker(settings: Settings) -> Iterator[DoorbellRedisBroker]:
-    namespace = f"{settings.instance}-doorbell-{uuid.uuid4().hex[:8]}"
-    broker = DoorbellRedisBroker(
-        doorbell_queues=frozenset({QUEUE}), url=settings.require_redis_url(), namespace=namespace
-    )
-    broker.declare_queue(QUEUE)
-    yield broker
-    client: redis.Redis = broker.client
-    keys = list(client.scan_iter(match=f"{namespace}*"))
-    if keys:
-        client.delete(*keys)
-    broker.close()
+    with scratch_broker(settings, "doorbell", QUEUE) as broker:
+        broker.declare_queue(QUEUE)
+        yield broker
 
 
 def message(n: int) -> Message[None]:

@@ -4,7 +4,6 @@ never left in the dead-letter queue."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import dramatiq
@@ -16,23 +15,16 @@ from dramatiq.common import current_millis
 from aiplatform.config import Settings
 from aiplatform.workers.doorbell import DoorbellRedisBroker
 from aiplatform.workers.expiry import DropExpired, expiring
+from scratch_broker import scratch_broker
 
 QUEUE = "expiry-test"
 
 
 @pytest.fixture
 def broker(settings: Settings) -> Iterator[DoorbellRedisBroker]:
-    namespace = f"{settings.instance}-expiry-{uuid.uuid4().hex[:8]}"
-    broker = DoorbellRedisBroker(
-        doorbell_queues=frozenset({QUEUE}), url=settings.require_redis_url(), namespace=namespace
-    )
-    broker.add_middleware(DropExpired())
-    yield broker
-    client: redis.Redis = broker.client
-    keys = list(client.scan_iter(match=f"{namespace}*"))
-    if keys:
-        client.delete(*keys)
-    broker.close()
+    with scratch_broker(settings, "expiry", QUEUE) as broker:
+        broker.add_middleware(DropExpired())
+        yield broker
 
 
 def dead_letters(broker: DoorbellRedisBroker) -> int:
