@@ -27,7 +27,16 @@ export function getSession(): Session | null {
   return current;
 }
 
-export function setSession(tokens: TokenPair | null): void {
+// Whether the session ended because its user logged out (not because it expired): the login
+// page then starts afresh instead of returning to the page the last user was on.
+let loggedOut = false;
+
+export function endedByLogout(): boolean {
+  return loggedOut;
+}
+
+export function setSession(tokens: TokenPair | null, reason: "logout" | null = null): void {
+  loggedOut = tokens === null && reason === "logout";
   current = tokens
     ? {
         accessToken: tokens.access_token,

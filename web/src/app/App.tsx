@@ -1,6 +1,7 @@
 import { QueryClientProvider } from "@tanstack/react-query";
 import { lazy, Suspense, useState, type ReactNode } from "react";
 import { BrowserRouter, Navigate, Route, Routes, useLocation } from "react-router";
+import { endedByLogout } from "../api/session";
 import { Loading } from "../components/Feedback";
 import { useIsLoggedIn } from "../features/auth/api/session";
 import { LoginPage } from "../features/auth/components/LoginPage";
@@ -33,7 +34,8 @@ const StatsPage = page(() => import("../features/admin/components/StatsPage"), "
 function RequireLogin({ children }: { children: ReactNode }) {
   const loggedIn = useIsLoggedIn();
   const location = useLocation();
-  if (!loggedIn) return <Navigate to="/login" replace state={{ from: location.pathname + location.search }} />;
+  // An expired session comes back to this page after logging in again; a logout does not.
+  if (!loggedIn) return <Navigate to="/login" replace state={endedByLogout() ? null : { from: location.pathname + location.search }} />;
   return children;
 }
 

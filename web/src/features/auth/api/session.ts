@@ -28,7 +28,7 @@ export function useLogout() {
   return useMutation({
     mutationFn: () => request<unknown>("/auth/logout", { method: "POST" }),
     onSettled: () => {
-      setSession(null);
+      setSession(null, "logout");
       client.clear();
     },
   });
