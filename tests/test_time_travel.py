@@ -292,3 +292,20 @@ def test_text_without_digits_is_refused_naming_as_of(text: str) -> None:
         parse_as_of(text)
     assert refused.value.field == "as_of"
     assert refused.value.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "resource",
+    ["projects", "experiments", "datasets", "models", "training/jobs", "users"],
+)
+async def test_the_history_of_something_that_never_existed_is_404(
+    client: Client, resource: str
+) -> None:
+    response = await client.get(f"/api/v2/{resource}/{uuid.uuid4()}/history")
+    assert response.status_code == 404, response.text
+    assert response.json()["meta"]["code"] == "not_found"
+
+
+async def test_the_history_of_a_role_that_never_existed_is_404(client: Client) -> None:
+    response = await client.get("/api/v2/roles/no-such-role/history")
+    assert response.status_code == 404, response.text

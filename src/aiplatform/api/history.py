@@ -35,7 +35,16 @@ def history_event(recorded: RecordedEvent) -> HistoryEvent:
 
 
 async def history_page(
-    store: EventStore, stream_id: str, page: int, limit: int
+    store: EventStore,
+    stream_id: str,
+    page: int,
+    limit: int,
+    *,
+    missing: Exception | None = None,
 ) -> Envelope[list[HistoryEvent]]:
+    """A page of the stream's events. `missing`: raised when the stream has none at all (for
+    resources whose route does not look them up first)."""
     events, total = await store.read_stream_page(stream_id, offset=(page - 1) * limit, limit=limit)
+    if total == 0 and missing is not None:
+        raise missing
     return paginated([history_event(e) for e in events], total=total, page=page, limit=limit)

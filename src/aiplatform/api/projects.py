@@ -280,10 +280,13 @@ async def project_history(
     page: Page = 1,
     limit: Limit = 50,
 ) -> Envelope[list[HistoryEvent]]:
-    envelope = await history_page(services.store, domain.stream_id(str(project_id)), page, limit)
-    if envelope.meta is not None and envelope.meta["total"] == 0:
-        raise domain.ProjectNotFoundError(str(project_id))
-    return envelope
+    return await history_page(
+        services.store,
+        domain.stream_id(str(project_id)),
+        page,
+        limit,
+        missing=domain.ProjectNotFoundError(str(project_id)),
+    )
 
 
 class MemberGrant(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

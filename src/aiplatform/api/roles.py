@@ -119,10 +119,13 @@ async def role_history(
     page: Annotated[int, QueryParameter(ge=1)] = 1,
     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
 ) -> Envelope[list[HistoryEvent]]:
-    envelope = await history_page(services.store, domain.stream_id(name), page, limit)
-    if envelope.meta is not None and envelope.meta["total"] == 0:
-        raise NotFoundError(f"role {name!r} has no history (built-in roles are defined in code)")
-    return envelope
+    return await history_page(
+        services.store,
+        domain.stream_id(name),
+        page,
+        limit,
+        missing=NotFoundError(f"role {name!r} has no history (built-in roles are defined in code)"),
+    )
 
 
 def roles_router() -> Router:

@@ -335,10 +335,13 @@ async def user_history(
     page: Annotated[int, QueryParameter(ge=1)] = 1,
     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
 ) -> Envelope[list[HistoryEvent]]:
-    envelope = await history_page(services.store, domain.stream_id(str(user_id)), page, limit)
-    if envelope.meta is not None and envelope.meta["total"] == 0:
-        raise domain.UserNotFoundError(str(user_id))
-    return envelope
+    return await history_page(
+        services.store,
+        domain.stream_id(str(user_id)),
+        page,
+        limit,
+        missing=domain.UserNotFoundError(str(user_id)),
+    )
 
 
 def users_router() -> Router:
