@@ -70,6 +70,7 @@ SELECT transaction_id::text, global_position
 # A batch's rows and the arrays built of them fit in memory: sorted or hashed on disk, they
 # took several times as long.
 _WORK_MEM_SQL = "SET LOCAL work_mem = '64MB'"
+_ASYNCHRONOUS_COMMIT_SQL = "SET LOCAL synchronous_commit = off"
 _HORIZON_SQL = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
 
 E = TypeVar("E")
@@ -215,6 +216,9 @@ class SetWiseBuild:
             batch = await self._take(connection, after, checkpoint["horizon"])
             if batch.read == 0:
                 return 0
+            # A batch lost in a crash is lost with its checkpoint, and built again: its commit
+            # need not wait for the disk.
+            await connection.execute(_ASYNCHRONOUS_COMMIT_SQL)
             if batch.read == self.batch_size and self._reads_ahead:
                 self._ahead = asyncio.create_task(self._read_ahead(batch.last))
             await self.projector.apply_batch(connection, batch.events)
