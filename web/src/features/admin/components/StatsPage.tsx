@@ -74,20 +74,32 @@ function Lag({ stats }: { stats: PlatformStats }) {
   );
 }
 
+// A column per hour, oldest first: a day of traffic in one line, each column named for screen
+// readers and on hover.
 function EventsPerHour({ events }: { events: PlatformStats["events"] }) {
   const most = Math.max(1, ...events.per_hour.map((hour) => hour.events));
+  const time = (iso: string) => new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  const hours = events.per_hour;
   return (
-    <figure className="labels">
+    <figure className="hours">
       <figcaption>Events per hour ({events.total.toLocaleString()} in all)</figcaption>
-      <ul>
-        {events.per_hour.map((hour) => (
-          <li key={hour.hour}>
-            <span className="label-name">{new Date(hour.hour).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })}</span>
-            <span className="bar" style={{ width: `${Math.round((hour.events / most) * 160)}px` }} aria-hidden="true" />
-            <span>{hour.events.toLocaleString()}</span>
-          </li>
-        ))}
-      </ul>
+      <ol>
+        {hours.map((hour) => {
+          const label = `${time(hour.hour)}: ${hour.events.toLocaleString()} events`;
+          return (
+            <li key={hour.hour} title={label}>
+              <span className="column" style={{ height: `${Math.max(hour.events > 0 ? 4 : 1, Math.round((hour.events / most) * 100))}%` }} aria-hidden="true" />
+              <span className="sr-only">{label}</span>
+            </li>
+          );
+        })}
+      </ol>
+      {hours.length > 0 && (
+        <div className="hours-axis muted" aria-hidden="true">
+          <span>{time(hours[0].hour)}</span>
+          <span>{time(hours[hours.length - 1].hour)}</span>
+        </div>
+      )}
     </figure>
   );
 }
