@@ -515,22 +515,21 @@ async def test_two_set_wise_builders_of_one_version_apply_every_event_once(
         await pool.close()
 
 
-def test_a_batch_decodes_in_catch_up_order_with_older_versions_upcast() -> None:
-    """Each event type's array is decoded in one call; the events come back in the order of
-    their ordinals across the types, and a v1 `JobStarted` through its upcaster."""
+def test_a_batch_decodes_in_log_order_with_older_versions_upcast() -> None:
+    """Each event type's array is decoded in one call; the events come back by position
+    across the types, and a v1 `JobStarted` through its upcaster."""
     rows = [
         {
             "event_type": "ProjectArchived",
             "schema_version": 1,
-            "events": '[[2,[2,12,1000000,{"project_id":"p"}]],'
-            '[5,[3,15,2000001,{"project_id":"p"}]]]',
+            "events": '[[2,12,1000000,{"project_id":"p"}],[3,15,2000001,{"project_id":"p"}]]',
         },
         {"event_type": "ProjectCreated", "schema_version": 1, "events": None},  # another type
         {
             "event_type": "JobStarted",
             "schema_version": 1,
-            "events": '[[3,[1,13,1500000,{"job_id":"j","attempt":1,"worker":"w",'
-            '"devices":["cuda:0"]}]]]',
+            "events": '[[1,13,1500000,{"job_id":"j","attempt":1,"worker":"w",'
+            '"devices":["cuda:0"]}]]',
         },
     ]
     batch = decode_batch(rows)  # type: ignore[arg-type]
