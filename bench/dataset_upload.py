@@ -436,10 +436,10 @@ def summarise_profile(path: Path, top: int = 10) -> None:
         if match is not None:
             innermost = f"{match['function']} ({Path(match['file']).name}:{match['line']})"
         by_thread[kind][innermost] += int(count_text)
-    for kind, frames in by_thread.items():
-        total = frames.total()
+    for kind, innermost_lines in by_thread.items():
+        total = innermost_lines.total()
         print(f"{kind}: {total / PROFILE_RATE:.1f} s sampled; innermost lines:")
-        for frame, count in frames.most_common(top):
+        for frame, count in innermost_lines.most_common(top):
             print(f"  {count / total:6.1%}  {frame}")
 
 
