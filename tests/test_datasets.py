@@ -290,6 +290,42 @@ async def test_the_row_counter_sees_the_whole_file_off_the_event_loop(settings: 
     assert threading.get_ident() not in threads
 
 
+async def test_request_middlewares_hand_the_body_through_untouched(settings: Settings) -> None:
+    # An upload's body streams through every request middleware the app installs: one that
+    # wrapped `receive`, or read the body ahead, would cost every byte of every upload.
+    app = create_app(settings)
+    handed: list[Any] = []
+    sent: list[dict[str, Any]] = []
+
+    async def handler(scope: Any, receive: Any, send: Any) -> None:
+        handed.append(receive)
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("a middleware read the body")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    stack: Any = handler
+    for middleware in reversed(app.middleware):
+        stack = middleware(stack)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/v2/datasets",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=x")],
+        "state": {},
+    }
+    await stack(scope, receive, send)
+
+    assert len(app.middleware) >= 3
+    assert len(handed) == 1
+    assert handed[0] is receive
+    assert sent[0]["status"] == 201
+
+
 async def test_a_deleted_dataset_is_gone_but_its_history_stays(client: Client) -> None:
     project_id = await new_project(client)
     dataset = (await upload(client, project_id, CSV_V1)).json()["data"]
