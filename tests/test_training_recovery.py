@@ -30,10 +30,10 @@ from training_support import (
 pytestmark = pytest.mark.slow
 
 
-def checkpointed_and_moving_on(job: Job, events: list[RecordedEvent]) -> bool:
-    checkpoints = of_type(events, "JobCheckpointed")
-    progress = of_type(events, "JobProgressed")
-    return bool(checkpoints) and bool(progress) and progress[-1].step > checkpoints[-1].step + 5
+def checkpointed_and_running(job: Job, events: list[RecordedEvent]) -> bool:
+    # Not "progress past the checkpoint": progress is appended at most twice a second, and on a
+    # fast machine only together with each checkpoint, so it never shows a step beyond one.
+    return bool(of_type(events, "JobCheckpointed")) and not job.finished
 
 
 async def test_a_job_whose_worker_is_killed_resumes_from_its_checkpoint_elsewhere(
@@ -51,7 +51,7 @@ async def test_a_job_whose_worker_is_killed_resumes_from_its_checkpoint_elsewher
             dataset_id=dataset_id,
             hyperparameters={"epochs": 6, "checkpoint_every": 25},
         )
-        await wait_for_job(pool, job_id, checkpointed_and_moving_on, timeout_s=90)
+        await wait_for_job(pool, job_id, checkpointed_and_running, timeout_s=90)
         stop_worker(first_worker, kill=True)
         # The trainer follows its worker (it is killed with its launcher, or notices it lost
         # its parent).
