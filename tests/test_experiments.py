@@ -76,6 +76,18 @@ async def test_an_experiment_is_created_read_updated_started_and_listed(
 
     # No training worker runs here: the job waits. Cancelling it ends the experiment.
     job_id = history[-1]["data"]["job_id"]
+    for experiment_id, expected in ((experiment["id"], [job_id]), (str(uuid.uuid4()), [])):
+        jobs = await client.get(
+            "/api/v2/training/jobs",
+            params={
+                "project_id": project_id,
+                "experiment_id": experiment_id,
+                "after": started.json()["meta"]["position"],
+            },
+        )
+        assert jobs.status_code == 200, jobs.text
+        assert [job["id"] for job in jobs.json()["data"]] == expected
+        assert jobs.json()["meta"]["total"] == len(expected)
     cancelled = await client.post(f"/api/v2/training/jobs/{job_id}/cancel")
     assert cancelled.status_code == 202, cancelled.text
     assert cancelled.json()["data"]["status"] == "cancelled"

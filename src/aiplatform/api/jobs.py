@@ -111,6 +111,9 @@ async def list_jobs(
     status: Annotated[JobStatus | None, QueryParameter()] = None,
     project_id: Annotated[uuid.UUID | None, QueryParameter(description="the project")] = None,
     template: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
+    experiment_id: Annotated[
+        uuid.UUID | None, QueryParameter(description="only the jobs this experiment started")
+    ] = None,
     page: Page = 1,
     limit: Limit = 20,
     after: After = None,
@@ -122,6 +125,7 @@ async def list_jobs(
         status=status,
         project_id=project_id,
         template=template,
+        experiment_id=experiment_id,
         member_id=None if principal.is_admin else principal.user_id,
         page=page,
         limit=limit,

@@ -89,6 +89,7 @@ class JobFilters(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
     project_id: uuid.UUID | None = None
     template: str | None = None
+    experiment_id: uuid.UUID | None = None
     # Only jobs of projects this user is a member of; None for every job (admins).
     member_id: str | None = None
     page: int = 1
@@ -324,13 +325,20 @@ class JobQueries:
             "($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR project_id = $2) "
             "AND ($3::text IS NULL OR template = $3) "
             f"AND ($4::text IS NULL OR project_id IN (SELECT project_id FROM {self.members} "
-            "WHERE user_id = $4))"
+            "WHERE user_id = $4)) AND ($5::text IS NULL OR experiment_id = $5)"
         )
-        arguments = (filters.status, filters.project_id, filters.template, filters.member_id)
+        experiment = str(filters.experiment_id) if filters.experiment_id is not None else None
+        arguments = (
+            filters.status,
+            filters.project_id,
+            filters.template,
+            filters.member_id,
+            experiment,
+        )
         async with self.pool.acquire() as connection:
             rows = await connection.fetch(
                 f"SELECT {_COLUMNS} FROM {self.table} WHERE {where} "
-                "ORDER BY submitted_at DESC, id LIMIT $5 OFFSET $6",
+                "ORDER BY submitted_at DESC, id LIMIT $6 OFFSET $7",
                 *arguments,
                 filters.limit,
                 (filters.page - 1) * filters.limit,

@@ -3887,6 +3887,8 @@ export interface operations {
                 /** @description the project */
                 project_id?: string | null;
                 template?: string | null;
+                /** @description only the jobs this experiment started */
+                experiment_id?: string | null;
                 /** @description page number, from 1 */
                 page?: number;
                 /** @description items per page, 1-100 */

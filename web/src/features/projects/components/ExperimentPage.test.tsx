@@ -149,6 +149,10 @@ describe("experiments", () => {
     expect(screen.getByLabelText("Config")).toHaveTextContent('"template": "char-lm"');
     expect(screen.getByText(/No metrics yet/)).toBeInTheDocument();
     expect(await screen.findByText(/by ada/)).toBeInTheDocument();
+    // Its own jobs are asked for by the experiment's id, not picked from the project's newest.
+    await vi.waitFor(() =>
+      expect(api.sent("GET", "/training/jobs").some((call) => call.query.get("experiment_id") === EXPERIMENT_ID)).toBe(true),
+    );
 
     const user = userEvent.setup();
     await user.click(screen.getByRole("button", { name: "Start training" }));

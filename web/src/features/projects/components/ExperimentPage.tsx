@@ -19,7 +19,8 @@ export function ExperimentPage() {
   const projectId = experiment.data?.project_id ?? "";
   // The project's channel carries the experiment's events and those of the jobs it starts.
   useLiveChannel(projectId ? `project:${projectId}` : null);
-  const jobs = useJobs({ project_id: projectId });
+  // Its own jobs, however many the project has (the project's id keeps access checked per project).
+  const jobs = useJobs({ project_id: projectId, experiment_id: experimentId });
   const update = useUpdateExperiment(experimentId);
   const start = useStartExperiment(experimentId);
   const [editing, setEditing] = useState(false);
@@ -31,7 +32,7 @@ export function ExperimentPage() {
   if (experiment.error) return <ErrorMessage error={experiment.error} />;
   if (!experiment.data) return <Loading what="the experiment" />;
   const e = experiment.data;
-  const ownJobs = (projectId ? jobs.data?.items ?? [] : []).filter((job) => job.experiment_id === e.id);
+  const ownJobs = projectId ? jobs.data?.items ?? [] : [];
   const metrics = Object.entries(e.metrics);
 
   return (

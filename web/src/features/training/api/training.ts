@@ -10,6 +10,7 @@ export const templatesQuery = queryOptions({
 
 export interface JobFilters {
   project_id?: string;
+  experiment_id?: string;
   status?: string;
   page?: number;
 }
