@@ -4,7 +4,7 @@ import { Field } from "../../../components/Field";
 import { useDataset, useDatasets } from "../../datasets/api/datasets";
 import { useModels } from "../../models/api/models";
 import { useTemplates } from "../../training/api/training";
-import { HyperparameterInput, Select } from "../../training/components/FormControls";
+import { HyperparameterFields, Select } from "../../training/components/FormControls";
 import { defaults, validate, type FormValues } from "../../training/hyperparameters";
 import type { Experiment } from "../api/experiments";
 
@@ -173,23 +173,15 @@ export function ExperimentForm({ projectId, initial, submitLabel, pending, error
         </Select>
       </div>
       {template && (
-        <fieldset>
-          <legend>Hyperparameters</legend>
-          <div className="grid">
-            {template.hyperparameters.map((parameter) => (
-              <HyperparameterInput
-                key={parameter.name}
-                parameter={parameter}
-                value={values[parameter.name] ?? ""}
-                error={problem(parameter.name)}
-                onChange={(value) => {
-                  setValues((current) => ({ ...current, [parameter.name]: value }));
-                  setErrors(({ [parameter.name]: _fixed, ...rest }) => rest);
-                }}
-              />
-            ))}
-          </div>
-        </fieldset>
+        <HyperparameterFields
+          parameters={template.hyperparameters}
+          values={values}
+          error={problem}
+          onChange={(parameter, value) => {
+            setValues((current) => ({ ...current, [parameter]: value }));
+            setErrors(({ [parameter]: _fixed, ...rest }) => rest);
+          }}
+        />
       )}
       <div className="field">
         <label htmlFor={extraId}>Other config (JSON)</label>

@@ -2,8 +2,8 @@ import { useId, type ReactNode } from "react";
 import type { Hyperparameter } from "../../../api/types";
 import { Field } from "../../../components/Field";
 
-// Form controls shared by the job and experiment forms: a labelled select, and one input of a
-// template's hyperparameter form, generated from its declared type, default and range.
+// Form controls shared by the job and experiment forms: a labelled select, and a template's
+// hyperparameter form, each input generated from its declared type, default and range.
 export function Select({ label, value, onChange, children, error }: { label: string; value: string; onChange: (v: string) => void; children: ReactNode; error?: string }) {
   const id = useId();
   return (
@@ -58,5 +58,35 @@ export function HyperparameterInput({ parameter, value, error, onChange }: { par
       error={error}
       onChange={(e) => onChange(e.target.value)}
     />
+  );
+}
+
+// The whole form: `onChange` gets each edit; `error` names what is wrong with a parameter.
+export function HyperparameterFields({
+  parameters,
+  values,
+  error,
+  onChange,
+}: {
+  parameters: Hyperparameter[];
+  values: Record<string, string | boolean>;
+  error: (name: string) => string | undefined;
+  onChange: (name: string, value: string | boolean) => void;
+}) {
+  return (
+    <fieldset>
+      <legend>Hyperparameters</legend>
+      <div className="grid">
+        {parameters.map((parameter) => (
+          <HyperparameterInput
+            key={parameter.name}
+            parameter={parameter}
+            value={values[parameter.name] ?? ""}
+            error={error(parameter.name)}
+            onChange={(value) => onChange(parameter.name, value)}
+          />
+        ))}
+      </div>
+    </fieldset>
   );
 }

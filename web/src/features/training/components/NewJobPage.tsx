@@ -6,7 +6,7 @@ import { useDataset, useDatasets } from "../../datasets/api/datasets";
 import { useProjects } from "../../projects/api/projects";
 import { useSubmitJob, useTemplates } from "../api/training";
 import { defaults, validate, type FormValues } from "../hyperparameters";
-import { HyperparameterInput, Select } from "./FormControls";
+import { HyperparameterFields, Select } from "./FormControls";
 
 const PRIORITIES = [
   [0, "critical"],
@@ -115,23 +115,15 @@ export function NewJobPage() {
         </Select>
         <Field label="Job name" hint="optional" value={name} error={fieldError(submit.error, "name")} onChange={(e) => setName(e.target.value)} />
         {template && (
-          <fieldset>
-            <legend>Hyperparameters</legend>
-            <div className="grid">
-              {template.hyperparameters.map((parameter) => (
-                <HyperparameterInput
-                  key={parameter.name}
-                  parameter={parameter}
-                  value={values[parameter.name] ?? ""}
-                  error={apiError(parameter.name)}
-                  onChange={(value) => {
-                    setValues((current) => ({ ...current, [parameter.name]: value }));
-                    setErrors(({ [parameter.name]: _fixed, ...rest }) => rest);
-                  }}
-                />
-              ))}
-            </div>
-          </fieldset>
+          <HyperparameterFields
+            parameters={template.hyperparameters}
+            values={values}
+            error={apiError}
+            onChange={(parameter, value) => {
+              setValues((current) => ({ ...current, [parameter]: value }));
+              setErrors(({ [parameter]: _fixed, ...rest }) => rest);
+            }}
+          />
         )}
         <ErrorMessage error={submit.error} />
         <button type="submit" className="primary" disabled={submit.isPending || !datasetId}>
