@@ -7,13 +7,14 @@ so that switching a read model cannot touch the read models the rest of the run 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 import redis
 from hypothesis import HealthCheck, given
@@ -55,6 +57,7 @@ from aiplatform.projectors.read_models import (
     projections_dir,
     secondary_indexes,
 )
+from aiplatform.projectors.rebuild import MISSING_THROUGH_SQL
 from aiplatform.projectors.runner import catch_up
 from aiplatform.projectors.set_wise import BatchEvent, SetWiseBuild, decode_batch, microseconds_of
 from conftest import ADMIN_DATABASE_URL, ADMIN_PASSWORD
@@ -515,27 +518,75 @@ async def test_two_set_wise_builders_of_one_version_apply_every_event_once(
         await pool.close()
 
 
-def test_a_batch_decodes_in_log_order_with_older_versions_upcast() -> None:
-    """Each event type's array is decoded in one call; the events come back by position
-    across the types, and a v1 `JobStarted` through its upcaster."""
-    rows = [
-        {
-            "event_type": "ProjectArchived",
-            "schema_version": 1,
-            "events": '[[2,12,1000000,{"project_id":"p"}],[3,15,2000001,{"project_id":"p"}]]',
-        },
-        {"event_type": "ProjectCreated", "schema_version": 1, "events": None},  # another type
-        {
-            "event_type": "JobStarted",
-            "schema_version": 1,
-            "events": '[[1,13,1500000,{"job_id":"j","attempt":1,"worker":"w",'
-            '"devices":["cuda:0"]}]]',
-        },
-    ]
-    batch = decode_batch(rows)  # type: ignore[arg-type]
+async def test_a_batch_decodes_in_log_order_with_older_versions_upcast(
+    pool: asyncpg.Pool,
+) -> None:
+    """Each event type's data is decoded in one call and its versions, positions and times
+    from PostgreSQL's binary arrays; the events come back by position across the types, and
+    a v1 `JobStarted` through its upcaster. The rows are made by PostgreSQL itself, as the
+    batch query returns them."""
+    rows = await pool.fetch(
+        """
+        SELECT event_type, schema_version::int2,
+               array_send(stream_versions::int8[]) AS stream_versions,
+               array_send(positions::int8[]) AS positions,
+               array_send(recorded_at::timestamptz[]) AS recorded_at, events
+          FROM (VALUES
+            ('ProjectArchived', 1, '{2,3}', '{12,15}',
+             '{"1970-01-01 00:00:01+00","2026-11-30 05:31:27.000001+00"}',
+             '[{"project_id":"p"},{"project_id":"p"}]'),
+            ('ProjectCreated', 1, NULL, NULL, NULL, NULL),
+            ('JobStarted', 1, '{1}', '{13}', '{"1999-12-31 23:59:59.999999+00"}',
+             '[{"job_id":"j","attempt":1,"worker":"w","devices":["cuda:0"]}]')
+          ) AS batch(event_type, schema_version, stream_versions, positions, recorded_at,
+                     events)
+        """
+    )
+    batch = decode_batch(rows)
     assert [event.global_position for event in batch] == [12, 13, 15]
     assert batch[0] == BatchEvent(2, 12, 1_000_000, ProjectArchived(project_id="p"))
     assert batch[1].event == JobStarted(
         job_id="j", attempt=1, worker="w", devices=["cuda:0"], accelerator="cuda"
     )
-    assert batch[2].recorded_at == datetime(1970, 1, 1, 0, 0, 2, 1, tzinfo=UTC)
+    # Before and after PostgreSQL's own epoch (2000-01-01), to the microsecond.
+    assert batch[1].recorded_at == datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+    assert batch[2].stream_version == 3
+    assert batch[2].recorded_at == datetime(2026, 11, 30, 5, 31, 27, 1, tzinfo=UTC)
+
+
+async def test_waiting_for_a_position_reads_only_the_events_not_yet_applied(
+    own_platform: dict[str, str],
+) -> None:
+    """A build that waits for its head asks whether an event up to a position is still to be
+    applied: the question is answered from the catch-up index, starting at the checkpoint,
+    never by filtering the whole log (a third of a second per million events, asked again
+    and again while it waits)."""
+    pool = await create_pool(own_platform["AIPLATFORM_DATABASE_URL"], max_size=2)
+    try:
+        metadata = msgspec.json.encode(EventMetadata(actor="a")).decode()
+        await pool.copy_records_to_table(
+            "events",
+            columns=("stream_id", "stream_version", "event_id", "event_type", "data", "metadata"),
+            records=[
+                (f"project-{n}", 1, uuid.uuid4(), "ProjectArchived", "{}", metadata)
+                for n in range(20_000)
+            ],
+        )
+        await pool.execute("ANALYZE events")
+        plan = await pool.fetchval(
+            f"EXPLAIN (FORMAT JSON) {MISSING_THROUGH_SQL}", "projects:anything", 10_000
+        )
+    finally:
+        await pool.close()
+    scans = [
+        (node["Node Type"], node.get("Index Name"))
+        for node in plan_nodes(json.loads(plan)[0]["Plan"])
+        if node.get("Relation Name") == "events"
+    ]
+    assert scans == [("Index Only Scan", "events_catch_up")]
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)

@@ -50,6 +50,25 @@ _HELD_ELSEWHERE_S = 0.5
 Progress = Callable[[int, int], None]  # (events read in the batch, checkpoint position)
 
 
+# Whether an event at or below a position is still to be applied: one after the checkpoint in
+# catch-up order. Walked in index order from the checkpoint, it reads only the events not yet
+# applied; without the ORDER BY the planner filtered the whole log (a third of a second per
+# million events, each time a build waits for its head).
+MISSING_THROUGH_SQL = """
+SELECT EXISTS (
+  SELECT 1
+    FROM projection_checkpoints c
+   CROSS JOIN LATERAL (
+         SELECT 1 FROM events e
+          WHERE (e.transaction_id, e.global_position)
+                > (c.last_transaction_id, c.last_global_position)
+            AND e.global_position <= $2
+          ORDER BY e.transaction_id, e.global_position
+          LIMIT 1) AS missing
+   WHERE c.projection = $1)
+"""
+
+
 class ReadModelVersions:
     def __init__(
         self,
@@ -196,14 +215,7 @@ class ReadModelVersions:
     async def _has_all_through(self, read_model: ReadModel, position: int | None) -> bool:
         if position is None:
             return True
-        missing = await self.pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM events e, projection_checkpoints c "
-            "WHERE c.projection = $1 AND e.global_position <= $2 "
-            "AND (e.transaction_id, e.global_position) "
-            "> (c.last_transaction_id, c.last_global_position))",
-            read_model.checkpoint,
-            position,
-        )
+        missing = await self.pool.fetchval(MISSING_THROUGH_SQL, read_model.checkpoint, position)
         return not missing
 
     async def _position(self, read_model: ReadModel) -> int:
