@@ -215,20 +215,21 @@ async def _load(connection: asyncpg.Connection, read_model: ReadModel, ids: list
     batch = _Batch()
     if not ids:
         return batch
+    # Ids as text, the fold's keys: parsed into UUIDs only to be turned back into text.
     rows = await connection.fetch(
-        "SELECT id, name, description, config::text AS config, tags::text AS tags, status, "
+        "SELECT id::text, name, description, config::text AS config, tags::text AS tags, status, "
         "owner_id, version, (extract(epoch FROM created_at) * 1000000)::int8, "
         "(extract(epoch FROM updated_at) * 1000000)::int8, last_position "
         f"FROM {read_model.table('projects')} WHERE id = ANY($1::uuid[])",
         ids,
     )
     for row in rows:
-        batch.projects[str(row[0])] = _Project(*row[1:])
+        batch.projects[row[0]] = _Project(*row[1:])
     members = await connection.fetch(
-        "SELECT project_id, user_id, role, (extract(epoch FROM granted_at) * 1000000)::int8 "
+        "SELECT project_id::text, user_id, role, (extract(epoch FROM granted_at) * 1000000)::int8 "
         f"FROM {read_model.table('project_members')} WHERE project_id = ANY($1::uuid[])",
         ids,
     )
     for project_id, user_id, role, granted_us in members:
-        batch.members.setdefault(str(project_id), {})[user_id] = (role, granted_us)
+        batch.members.setdefault(project_id, {})[user_id] = (role, granted_us)
     return batch

@@ -13,6 +13,7 @@ generation beside the one serving, then switches).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -111,9 +112,11 @@ async def install_generation(connection: asyncpg.Connection, of: ReadModel) -> R
         return copy
 
 
-async def lock_read_model(connection: asyncpg.Connection, name: str) -> None:
-    """Serialises the changes of one read model's versions, until the transaction ends."""
-    await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"read-model:{name}")
+async def lock_read_model(connection: asyncpg.Connection, name: str, shared: bool = False) -> None:
+    """Serialises the changes of one read model's versions, until the transaction ends. Shared
+    holders (index builders) exclude the others but not each other."""
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    await connection.execute(f"SELECT {function}(hashtext($1))", f"read-model:{name}")
 
 
 async def _install_copy(connection: asyncpg.Connection, read_model: ReadModel, state: str) -> bool:
@@ -278,12 +281,22 @@ async def drop_secondary_indexes(connection: asyncpg.Connection, read_model: Rea
             await connection.execute(f"DROP INDEX IF EXISTS {read_model.schema}.{name}")
 
 
-async def create_secondary_indexes(connection: asyncpg.Connection, read_model: ReadModel) -> None:
+async def create_secondary_indexes(pool: asyncpg.Pool, read_model: ReadModel) -> None:
     """Creates those of the DDL's non-unique indexes that are missing (dropped for a bulk
-    build); a version is switched in only with all of them."""
-    async with connection.transaction():
-        await lock_read_model(connection, read_model.name)
-        # The DDL names its tables unqualified; the indexes land beside them.
-        await connection.execute(f"SET LOCAL search_path TO {read_model.schema}")
-        for name, rest in secondary_indexes(read_model).items():
-            await connection.execute(f"CREATE INDEX IF NOT EXISTS {name} {rest}")
+    build); a version is switched in only with all of them. Two are built at a time, each on a
+    connection of its own: a build is mostly one server process sorting, and one after the
+    other they left a core idle for the last part of a rebuild."""
+    pending = list(secondary_indexes(read_model).items())
+
+    async def build_pending() -> None:
+        async with pool.acquire() as connection:
+            while pending:
+                name, rest = pending.pop(0)
+                async with connection.transaction():
+                    await lock_read_model(connection, read_model.name, shared=True)
+                    # The DDL names its tables unqualified; the indexes land beside them.
+                    await connection.execute(f"SET LOCAL search_path TO {read_model.schema}")
+                    await connection.execute(f"CREATE INDEX IF NOT EXISTS {name} {rest}")
+
+    builders = min(2, pool.get_max_size(), len(pending))
+    await asyncio.gather(*(build_pending() for _ in range(builders)))

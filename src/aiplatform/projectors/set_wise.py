@@ -110,7 +110,8 @@ _decoders: dict[tuple[str, int], msgspec.json.Decoder[list[Any]]] = {}
 
 
 def datetime_of(microseconds: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=microseconds)
+    # Positional: `timedelta(microseconds=...)` costs half as much again, once per row written.
+    return _EPOCH + timedelta(0, 0, microseconds)
 
 
 def microseconds_of(moment: datetime) -> int:
@@ -217,8 +218,7 @@ class SetWiseBuild:
 
     async def before_switch(self) -> None:
         """Builds the secondary indexes dropped for the build (or by an earlier attempt)."""
-        async with self.pool.acquire() as connection:
-            await create_secondary_indexes(connection, self.projector.read_model)
+        await create_secondary_indexes(self.pool, self.projector.read_model)
 
     async def __aexit__(self, *_: object) -> None:
         await self._drop_ahead()
