@@ -17,6 +17,7 @@ import re
 import stat
 import sys
 import tempfile
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
@@ -42,7 +43,10 @@ _KEY_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 # Temp files live beside their blob; `~` cannot occur in a key, so no key ever names one.
 _TEMP_SUFFIX = ".part~"
 # A thread hop per batch, not per chunk, keeps the cost per byte of small chunks low.
-LOCAL_BATCH_BYTES = 4 << 20
+LOCAL_BATCH_BYTES = 8 << 20
+# Batches handed to the threads and not yet done, besides the one being gathered: the memory
+# an upload holds is about (IN_FLIGHT_BATCHES + 1) batches.
+IN_FLIGHT_BATCHES = 2
 # S3 parts must be >= 5 MiB (but the last); at 8 MiB the 10,000-part limit allows 80 GiB blobs.
 S3_PART_BYTES = 8 << 20
 
@@ -140,13 +144,6 @@ async def _batches(
         yield parts
 
 
-def _observe(observe: Observer, batch: Sequence[bytes]) -> None:
-    # Chunk by chunk: joining the batch first would copy every byte once more, into memory
-    # that is fresh (page faults) each time.
-    for chunk in batch:
-        observe(chunk)
-
-
 async def _settle(jobs: list[Future[None]]) -> None:
     for job in jobs:
         await asyncio.wrap_future(job)
@@ -169,8 +166,11 @@ async def _pump(
 ) -> tuple[int, str]:
     """Streams chunks into sink and commits it; returns the size and the SHA-256 (hex).
 
-    Batch n is hashed on one thread, written on another and observed on a third while the event
-    loop gathers batch n + 1, so all of them overlap, and at most two batches are held."""
+    Two threads take the batches in order while the event loop gathers the next ones: one
+    hashes, the other writes and observes. Hashing is the one job that cannot be split, so it
+    gets a thread to itself; a thread per job made five busy threads on two cores, each waiting
+    for the others. Up to IN_FLIGHT_BATCHES batches are handed over at a time, so that one
+    thread held up for a moment does not stop the loop and the other thread."""
     hasher = hashlib.sha256()
     size = 0
 
@@ -178,26 +178,41 @@ async def _pump(
         for chunk in batch:
             hasher.update(chunk)
 
-    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="blob-put")
-    in_flight: list[Future[None]] = []
+    def store_batch(batch: Sequence[bytes]) -> None:
+        sink.write(batch)
+        if observe is not None:
+            # Chunk by chunk: joining the batch first would copy every byte once more, into
+            # memory that is fresh (page faults) each time.
+            for chunk in batch:
+                observe(chunk)
+
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash")
+    storing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-store")
+    in_flight: deque[list[Future[None]]] = deque()
     try:
         async with aclosing(
             _batches(chunks, batch_bytes=batch_bytes, max_bytes=max_bytes)
         ) as batches:
             async for batch in batches:
-                await _settle(in_flight)
-                in_flight = [pool.submit(hash_batch, batch), pool.submit(sink.write, batch)]
-                if observe is not None:
-                    in_flight.append(pool.submit(_observe, observe, batch))
+                if len(in_flight) == IN_FLIGHT_BATCHES:
+                    # Dropped once done: a discard must wait for every job still running.
+                    await _settle(in_flight[0])
+                    in_flight.popleft()
+                in_flight.append(
+                    [hashing.submit(hash_batch, batch), storing.submit(store_batch, batch)]
+                )
                 size += sum(map(len, batch))
-        await _settle(in_flight)
-        in_flight = [pool.submit(sink.commit)]
-        await _settle(in_flight)
+        while in_flight:
+            await _settle(in_flight[0])
+            in_flight.popleft()
+        in_flight.append([storing.submit(sink.commit)])
+        await _settle(in_flight[0])
     except BaseException:
-        await _discard(in_flight, sink)
+        await _discard([job for jobs in in_flight for job in jobs], sink)
         raise
     finally:
-        pool.shutdown(wait=False)
+        hashing.shutdown(wait=False)
+        storing.shutdown(wait=False)
     return size, hasher.hexdigest()
 
 
