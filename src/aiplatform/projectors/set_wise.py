@@ -150,14 +150,12 @@ def decode_batch(rows: Sequence[asyncpg.Record]) -> list[BatchEvent[Event]]:
             if row["events"] is None:  # a type the projector does not take
                 continue
             decoded = _decode_type(row["event_type"], row["schema_version"], row["events"])
-            times = _int64s(row["recorded_at"]) + _POSTGRES_EPOCH_US
-            events += map(
-                BatchEvent,
-                _int64s(row["stream_versions"]).tolist(),
-                _int64s(row["positions"]).tolist(),
-                times.tolist(),
-                decoded,
-            )
+            versions = _int64s(row["stream_versions"]).tolist()
+            positions = _int64s(row["positions"]).tolist()
+            times = (_int64s(row["recorded_at"]) + _POSTGRES_EPOCH_US).tolist()
+            if not len(decoded) == len(versions) == len(positions) == len(times):
+                raise ValueError(f"a batch's {row['event_type']} arrays differ in length")
+            events += map(BatchEvent, versions, positions, times, decoded)
         events.sort(key=_position)  # a merge of sorted runs
     return events
 
