@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
+from litestar.params import QueryParameter
 
 T = TypeVar("T")
+# The query parameters of a paginated list.
+Page = Annotated[int, QueryParameter(ge=1, description="page number, from 1")]
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="items per page, 1-100")]
 
 
 class PageMeta(msgspec.Struct, frozen=True, kw_only=True):

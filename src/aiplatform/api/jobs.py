@@ -15,7 +15,7 @@ from litestar.params import FromPath, QueryParameter
 
 from aiplatform.aggregates import PROJECTS
 from aiplatform.api.as_of import AsOfParameter, as_of_meta, parse_as_of, past_events
-from aiplatform.api.envelope import Envelope, ok, paginated
+from aiplatform.api.envelope import Envelope, Limit, Page, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import Principal, check_project_permission, provide_principal
 from aiplatform.api.history import HistoryEvent, history_page
@@ -30,8 +30,6 @@ from aiplatform.queries.jobs import JobFilters, JobStatusView, JobView, LogLineV
 T = TypeVar("T")
 
 JobStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
-Page = Annotated[int, QueryParameter(ge=1, description="page number, from 1")]
-Limit = Annotated[int, QueryParameter(ge=1, le=100, description="items per page, 1-100")]
 After = Annotated[
     int | None,
     QueryParameter(

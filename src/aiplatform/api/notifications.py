@@ -18,7 +18,7 @@ from litestar.params import FromPath, QueryParameter
 
 from aiplatform.aggregates import INBOX
 from aiplatform.api.context import command_context
-from aiplatform.api.envelope import Envelope, paginated
+from aiplatform.api.envelope import Envelope, Limit, Page, paginated
 from aiplatform.api.guards import Principal, provide_principal
 from aiplatform.api.responses import write_response
 from aiplatform.api.services import Services, provide_services
@@ -26,8 +26,6 @@ from aiplatform.auth.permissions import AUTHENTICATED
 from aiplatform.domain import inbox as domain
 from aiplatform.queries.notifications import NotificationView
 
-Page = Annotated[int, QueryParameter(ge=1, description="page number, from 1")]
-Limit = Annotated[int, QueryParameter(ge=1, le=100, description="items per page, 1-100")]
 After = Annotated[
     int | None,
     QueryParameter(

@@ -14,7 +14,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from aiplatform.aggregates import PROJECTS
 from aiplatform.api.as_of import AsOf, AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.context import command_context, if_match_version
-from aiplatform.api.envelope import Envelope, ok, paginated
+from aiplatform.api.envelope import Envelope, Limit, Page, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import READ_MODEL, Principal, provide_principal
 from aiplatform.api.history import HistoryEvent, history_page
@@ -37,8 +37,6 @@ Description = Annotated[str, msgspec.Meta(max_length=10_000)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
 Tags = Annotated[list[Tag], msgspec.Meta(max_length=50)]
 Config = dict[str, Any]
-Page = Annotated[int, QueryParameter(ge=1, description="page number, from 1")]
-Limit = Annotated[int, QueryParameter(ge=1, le=100, description="items per page, 1-100")]
 After = Annotated[
     int | None,
     QueryParameter(
