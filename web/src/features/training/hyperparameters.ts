@@ -1,3 +1,5 @@
+import type { Dispatch, SetStateAction } from "react";
+
 import type { Hyperparameter } from "../../api/types";
 
 export type FormValues = Record<string, string | boolean>;
@@ -42,4 +44,16 @@ export function validate(
     }
   }
   return { values: out, errors };
+}
+
+// The `onChange` of a form's hyperparameter fieldset: the edited value is kept and the error the
+// field had is dropped.
+export function editHyperparameter(
+  setValues: Dispatch<SetStateAction<FormValues>>,
+  setErrors: Dispatch<SetStateAction<Record<string, string>>>,
+): (parameter: string, value: string | boolean) => void {
+  return (parameter, value) => {
+    setValues((current) => ({ ...current, [parameter]: value }));
+    setErrors(({ [parameter]: _fixed, ...rest }) => rest);
+  };
 }

@@ -5,7 +5,7 @@ import { useDataset, useDatasets } from "../../datasets/api/datasets";
 import { useModels } from "../../models/api/models";
 import { useTemplates } from "../../training/api/training";
 import { HyperparameterFields, Select } from "../../training/components/FormControls";
-import { defaults, validate, type FormValues } from "../../training/hyperparameters";
+import { defaults, editHyperparameter, validate, type FormValues } from "../../training/hyperparameters";
 import type { Experiment } from "../api/experiments";
 
 export interface ExperimentFormValues {
@@ -177,10 +177,7 @@ export function ExperimentForm({ projectId, initial, submitLabel, pending, error
           parameters={template.hyperparameters}
           values={values}
           error={problem}
-          onChange={(parameter, value) => {
-            setValues((current) => ({ ...current, [parameter]: value }));
-            setErrors(({ [parameter]: _fixed, ...rest }) => rest);
-          }}
+          onChange={editHyperparameter(setValues, setErrors)}
         />
       )}
       <div className="field">

@@ -5,7 +5,7 @@ import { Field } from "../../../components/Field";
 import { useDataset, useDatasets } from "../../datasets/api/datasets";
 import { useProjects } from "../../projects/api/projects";
 import { useSubmitJob, useTemplates } from "../api/training";
-import { defaults, validate, type FormValues } from "../hyperparameters";
+import { defaults, editHyperparameter, validate, type FormValues } from "../hyperparameters";
 import { HyperparameterFields, Select } from "./FormControls";
 
 const PRIORITIES = [
@@ -119,10 +119,7 @@ export function NewJobPage() {
             parameters={template.hyperparameters}
             values={values}
             error={apiError}
-            onChange={(parameter, value) => {
-              setValues((current) => ({ ...current, [parameter]: value }));
-              setErrors(({ [parameter]: _fixed, ...rest }) => rest);
-            }}
+            onChange={editHyperparameter(setValues, setErrors)}
           />
         )}
         <ErrorMessage error={submit.error} />
