@@ -175,6 +175,30 @@ async def test_empty_and_binary_files_are_refused_and_not_kept(
     assert blob_files(settings) == before
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # The Content-Length is honoured, but the body stops before its closing boundary.
+        (b'--XyZ\r\nContent-Disposition: form-data; name="file"\r\n\r\na,b\n1,2\n', "ends before"),
+        (b"--XyZ\r\nno header here\r\n\r\na,b\n--XyZ--\r\n", "malformed header line"),
+    ],
+)
+async def test_a_malformed_multipart_body_is_refused_and_not_kept(
+    client: Client, settings: Settings, body: bytes, message: str
+) -> None:
+    project_id = await new_project(client)
+    before = blob_files(settings)
+    response = await client.post(
+        "/api/v2/datasets",
+        params={"project_id": project_id},
+        content=body,
+        headers={"content-type": "multipart/form-data; boundary=XyZ"},
+    )
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+    assert blob_files(settings) == before
+
+
 async def test_a_broken_csv_is_stored_and_its_report_says_what_is_wrong(client: Client) -> None:
     project_id = await new_project(client)
     good = b"".join(b"%d,%d,%d\n" % (n, n + 1, n + 2) for n in range(20))
@@ -276,8 +300,8 @@ async def test_the_row_counter_sees_the_whole_file_off_the_event_loop(settings: 
     seen: list[bytes] = []
     threads: set[int] = set()
 
-    def observe(batch: bytes) -> None:
-        seen.append(batch)
+    def observe(batch: memoryview) -> None:
+        seen.append(bytes(batch))  # the view's buffer is reused for a later batch
         threads.add(threading.get_ident())
 
     request = _WholeRequest(content)

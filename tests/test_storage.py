@@ -4,7 +4,9 @@ S3-compatible HTTP server on a local port); memory and throughput of local uploa
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
+import mmap
 import os
 import pickle
 import random
@@ -21,11 +23,13 @@ from moto.server import ThreadedMotoServer
 
 from aiplatform.config import Settings, SettingsError
 from aiplatform.storage import (
+    IN_FLIGHT_BATCHES,
     BlobNotFoundError,
     BlobStore,
     BlobTooLargeError,
     LocalBlobStore,
     S3BlobStore,
+    _LocalUpload,
     blob_store_from_settings,
     s3_client,
 )
@@ -202,22 +206,79 @@ async def test_cancelled_upload_leaves_nothing(backend: Backend) -> None:
     assert backend.leftovers() == []
 
 
-async def test_the_observer_sees_the_streamed_chunks_themselves(backend: Backend) -> None:
-    # Joining a batch for the observer copied every byte of an upload once more, into fresh
-    # memory each time: the row count then cost more than hashing the upload.
+async def test_the_observer_sees_every_byte_in_order_from_a_few_reused_buffers(
+    backend: Backend,
+) -> None:
+    # An upload's bytes are copied once, into batch buffers used in turn: gathering fresh
+    # memory for every batch had the kernel map and zero it again and again, and a batch of
+    # separate chunks made the store's threads wait for the GIL after each chunk.
     store, key = backend.store, new_key()
-    streamed: list[bytes] = []
-
-    async def recorded() -> AsyncIterator[bytes]:
-        async for chunk in chunks_of(payload(9 * MiB)):
-            streamed.append(chunk)
-            yield chunk
-
+    data = payload(41 * MiB)
     seen: list[bytes] = []
-    await store.put_stream(key, recorded(), max_bytes=10 * MiB, observe=seen.append)
+    buffers: set[int] = set()
 
-    assert len(seen) == len(streamed)
-    assert all(mine is theirs for mine, theirs in zip(seen, streamed, strict=True))
+    def observe(batch: memoryview) -> None:
+        seen.append(bytes(batch))
+        buffers.add(id(batch.obj))
+
+    info = await store.put_stream(key, chunks_of(data), max_bytes=100 * MiB, observe=observe)
+
+    assert b"".join(seen) == data
+    assert info.size == len(data)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    assert await read_all(store, key) == data
+    # 8 MiB batches, each contiguous: the last one is the only short one.
+    assert [len(batch) for batch in seen] == [8 * MiB] * 5 + [MiB]
+    assert len(buffers) == IN_FLIGHT_BATCHES + 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="direct I/O as Linux has it")
+def test_full_batches_are_written_with_direct_io(tmp_path: Path) -> None:
+    # Buffered, the CPU copied every byte into the page cache and wrote it back from there:
+    # 0.13 s per 256 MiB against 0.015 s direct, on a thread beside the upload's hashing.
+    if not _direct_io_allowed(tmp_path):
+        pytest.skip("this file system refuses direct I/O")
+    upload = _LocalUpload(tmp_path / "blob")
+    buffer = mmap.mmap(-1, 2 * MiB)
+    buffer[:] = payload(2 * MiB)
+    upload.write(memoryview(buffer))
+    assert upload._fd is not None
+    assert fcntl.fcntl(upload._fd, fcntl.F_GETFL) & os.O_DIRECT
+    upload.commit()
+    assert (tmp_path / "blob").read_bytes() == buffer[:]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="direct I/O as Linux has it")
+def test_what_direct_io_refuses_is_written_buffered(tmp_path: Path) -> None:
+    # Direct I/O wants block-aligned memory and lengths: memory one byte past a page is
+    # refused (EINVAL), and so is a last batch of odd length. Both are written, buffered.
+    data = payload(3 * MiB + 1)
+    upload = _LocalUpload(tmp_path / "blob")
+    aligned = mmap.mmap(-1, MiB)
+    aligned[:] = data[:MiB]
+    upload.write(memoryview(aligned))
+    upload.write(memoryview(data)[MiB : 2 * MiB + 1])  # misaligned memory, odd length
+    aligned[:] = data[2 * MiB + 1 : 3 * MiB + 1]
+    upload.write(memoryview(aligned))
+    upload.commit()
+    assert (tmp_path / "blob").read_bytes() == data
+
+
+def _direct_io_allowed(directory: Path) -> bool:
+    try:
+        os.close(os.open(directory / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
+    except OSError:
+        return False
+    return True
+
+
+async def test_odd_sizes_round_trip_through_direct_io(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    for size in (1, 4095, 4097, 8 * MiB - 1, 8 * MiB, 8 * MiB + 1, 16 * MiB + 4096 + 7):
+        key, data = new_key(), payload(size, seed=size)
+        info = await store.put_stream(key, chunks_of(data), max_bytes=size)
+        assert (info.size, info.sha256) == (size, hashlib.sha256(data).hexdigest())
+        assert await read_all(store, key) == data
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)

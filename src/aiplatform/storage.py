@@ -10,18 +10,20 @@ Keys are made by the platform (`datasets/<uuid>/v1/<uuid>`); a user's file name 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
+import mmap
 import os
 import re
 import stat
 import sys
 import tempfile
+import threading
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
-from io import BufferedWriter
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -73,16 +75,17 @@ class BlobNotFoundError(LookupError):
     """No blob is stored under the key (the only argument)."""
 
 
-# Sees an upload's bytes, in order, a chunk (as received) at a time, on a thread: what it does
-# there should release the GIL, or it slows the event loop that receives the upload.
-Observer = Callable[[bytes], None]
+# Sees an upload's bytes, in order, a batch at a time, on a thread: what it does there should
+# release the GIL, or it slows the event loop that receives the upload. The view is valid only
+# during the call: its buffer is filled again with a later batch.
+Observer = Callable[[memoryview], None]
 
 
 class BlobStore(Protocol):
     async def put_stream(
         self,
         key: str,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | memoryview],
         *,
         max_bytes: int,
         observe: Observer | None = None,
@@ -113,9 +116,10 @@ def validate_key(key: str) -> str:
 
 
 class _Sink(Protocol):
-    """Where an upload's batches go. Blocking; called on threads, one call at a time."""
+    """Where an upload's batches go. Blocking; called on threads, one call at a time. A batch
+    is valid only during the call that gets it."""
 
-    def write(self, batch: Sequence[bytes]) -> None: ...
+    def write(self, batch: memoryview) -> None: ...
 
     def commit(self) -> None: ...
 
@@ -123,25 +127,72 @@ class _Sink(Protocol):
         """Undoes whatever the upload did, a finished commit included."""
 
 
+class _BufferPool:
+    """Batch buffers kept between uploads, up to one upload's worth. Anonymous maps:
+    page-aligned, as direct I/O wants them, and taking memory only for the pages an upload
+    fills. A fresh one has the kernel map and zero every page as it is first filled (2,048
+    page faults per 8 MiB buffer, 6,150 per upload measured), so they are reused. Locked:
+    a worker's actors upload from event loops of their own, on their own threads."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._free: dict[int, list[mmap.mmap]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> mmap.mmap:
+        with self._lock:
+            free = self._free.get(size)
+            if free:
+                return free.pop()
+        return mmap.mmap(-1, size)
+
+    def give_back(self, buffers: list[mmap.mmap]) -> None:
+        with self._lock:
+            for buffer in buffers:
+                free = self._free.setdefault(len(buffer), [])
+                if len(free) < self._keep:
+                    free.append(buffer)
+
+
+_BUFFERS = _BufferPool(keep=IN_FLIGHT_BATCHES + 1)
+
+
 async def _batches(
-    chunks: AsyncIterator[bytes], *, batch_bytes: int, max_bytes: int
-) -> AsyncGenerator[list[bytes], None]:
-    """The stream's chunks in batches of at least batch_bytes; only the last may be shorter.
-    The chunks are not joined here: copying every byte once more on the event loop, which
-    receives them, would slow the upload."""
-    parts: list[bytes] = []
-    buffered = total = 0
+    chunks: AsyncIterator[bytes | memoryview],
+    buffers: list[mmap.mmap],
+    *,
+    batch_bytes: int,
+    max_bytes: int,
+) -> AsyncGenerator[memoryview, None]:
+    """The stream's bytes in batches of batch_bytes; only the last may be shorter.
+
+    Each chunk is copied into the buffers, used in turn, and each batch is a view of one of
+    them: a batch's bytes are contiguous, so a thread hashes or writes all of them in one call
+    that releases the GIL once (a call per chunk had the thread wait for the GIL, held by the
+    event loop, after each), and memory is reused rather than gathered anew. The buffers are
+    taken from the pool as needed, up to IN_FLIGHT_BATCHES + 1, and listed in `buffers`; each
+    is filled again only IN_FLIGHT_BATCHES batches later: the caller must be done with a batch
+    by then."""
+    buffers.append(_BUFFERS.take(batch_bytes))
+    buffer, filled, total, count = buffers[0], 0, 0, 0
     async for chunk in chunks:
         total += len(chunk)
         if total > max_bytes:
             raise BlobTooLargeError(max_bytes)
-        parts.append(chunk)
-        buffered += len(chunk)
-        if buffered >= batch_bytes:
-            yield parts
-            parts, buffered = [], 0
-    if parts:
-        yield parts
+        rest = memoryview(chunk)
+        while rest:
+            piece = rest[: batch_bytes - filled]
+            buffer[filled : filled + len(piece)] = piece
+            filled += len(piece)
+            rest = rest[len(piece) :]
+            if filled == batch_bytes:
+                yield memoryview(buffer)
+                count += 1
+                if len(buffers) <= IN_FLIGHT_BATCHES:
+                    buffers.append(_BUFFERS.take(batch_bytes))
+                buffer, filled = buffers[count % len(buffers)], 0
+    if filled:
+        yield memoryview(buffer)[:filled]
 
 
 async def _settle(jobs: list[Future[None]]) -> None:
@@ -157,7 +208,7 @@ def _discard_after(jobs: list[Future[None]], sink: _Sink) -> None:
 
 
 async def _pump(
-    chunks: AsyncIterator[bytes],
+    chunks: AsyncIterator[bytes | memoryview],
     sink: _Sink,
     *,
     batch_bytes: int,
@@ -174,39 +225,37 @@ async def _pump(
     hasher = hashlib.sha256()
     size = 0
 
-    def hash_batch(batch: Sequence[bytes]) -> None:
-        for chunk in batch:
-            hasher.update(chunk)
-
-    def store_batch(batch: Sequence[bytes]) -> None:
+    def store_batch(batch: memoryview) -> None:
         sink.write(batch)
         if observe is not None:
-            # Chunk by chunk: joining the batch first would copy every byte once more, into
-            # memory that is fresh (page faults) each time.
-            for chunk in batch:
-                observe(chunk)
+            observe(batch)
 
     hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash")
     storing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-store")
     in_flight: deque[list[Future[None]]] = deque()
+    # One buffer per batch in flight and one being filled: a batch's jobs are settled before
+    # its buffer comes round again.
+    buffers: list[mmap.mmap] = []
     try:
-        async with aclosing(
-            _batches(chunks, batch_bytes=batch_bytes, max_bytes=max_bytes)
-        ) as batches:
+        gathered = _batches(chunks, buffers, batch_bytes=batch_bytes, max_bytes=max_bytes)
+        async with aclosing(gathered) as batches:
             async for batch in batches:
                 if len(in_flight) == IN_FLIGHT_BATCHES:
                     # Dropped once done: a discard must wait for every job still running.
                     await _settle(in_flight[0])
                     in_flight.popleft()
                 in_flight.append(
-                    [hashing.submit(hash_batch, batch), storing.submit(store_batch, batch)]
+                    [hashing.submit(hasher.update, batch), storing.submit(store_batch, batch)]
                 )
-                size += sum(map(len, batch))
+                size += len(batch)
         while in_flight:
             await _settle(in_flight[0])
             in_flight.popleft()
         in_flight.append([storing.submit(sink.commit)])
         await _settle(in_flight[0])
+        # Only now: every job is done with them. After a failure they are left to the
+        # collector, as a job may still be running.
+        _BUFFERS.give_back(buffers)
     except BaseException:
         await _discard([job for jobs in in_flight for job in jobs], sink)
         raise
@@ -224,11 +273,33 @@ async def _discard(in_flight: list[Future[None]], sink: _Sink) -> None:
         log.exception("could not remove what a failed upload left behind")
 
 
-# After each batch the file's pages are handed to the disk early: on Linux, DONTNEED starts the
-# write-back of the dirty ones without waiting and drops those already written. The disk work
-# spreads over the upload instead of piling up for the fsync, and an upload recycles a few
-# batches' worth of page cache instead of pushing everything else's out (measured: about 2x
-# faster for 200 MB than leaving it all to the fsync).
+# Where the file system allows it, batches are written with direct I/O: the disk reads them
+# from the batch's buffer, and the CPU copies nothing into the page cache and writes nothing
+# back from it (measured on 256 MiB: 0.015 s of CPU against 0.13 s buffered, in less time).
+# Direct I/O wants the memory, the length and the file offset aligned to the disk's blocks:
+# the buffers are page-aligned and full batches a multiple of the page size.
+_DIRECT_IO_ALIGNMENT = mmap.PAGESIZE
+
+
+def _set_direct_io(fd: int, on: bool) -> bool:
+    """Turns direct I/O on or off for fd; False where the platform or file system refuses."""
+    if sys.platform != "linux":
+        return False
+    import fcntl
+
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT if on else flags & ~os.O_DIRECT)
+    except OSError:
+        return False
+    return True
+
+
+# Buffered, after each batch the file's pages are handed to the disk early: on Linux, DONTNEED
+# starts the write-back of the dirty ones without waiting and drops those already written.
+# The disk work spreads over the upload instead of piling up for the fsync, and an upload
+# recycles a few batches' worth of page cache instead of pushing everything else's out
+# (measured: about 2x faster for 200 MB than leaving it all to the fsync).
 if sys.platform == "linux":
 
     def _hand_to_disk(fd: int) -> None:
@@ -253,46 +324,74 @@ class _LocalUpload:
     """A temp file beside the blob's path, fsynced and renamed into place on commit.
 
     The file is made by the first write, on the upload's thread, so that a cancellation can
-    never strand a file that the upload does not know about."""
+    never strand a file that the upload does not know about. It is written with direct I/O
+    while the file system takes it; a batch it refuses, and the short last one, are written
+    buffered, and so is everything after them."""
 
     def __init__(self, final: Path) -> None:
         self._final = final
         self._temp: Path | None = None
-        self._file: BufferedWriter | None = None
+        self._fd: int | None = None
+        self._direct = False
         self._committed = False
 
-    def _open(self) -> BufferedWriter:
-        if self._file is None:
+    def _open(self) -> int:
+        if self._fd is None:
             self._final.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=self._final.parent, prefix=".", suffix=_TEMP_SUFFIX)
+            self._fd, name = tempfile.mkstemp(
+                dir=self._final.parent, prefix=".", suffix=_TEMP_SUFFIX
+            )
             self._temp = Path(name)
-            self._file = os.fdopen(fd, "wb")
-        return self._file
+            self._direct = _set_direct_io(self._fd, True)
+        return self._fd
 
-    def write(self, batch: Sequence[bytes]) -> None:
-        file = self._open()
-        file.writelines(batch)
-        file.flush()
-        _hand_to_disk(file.fileno())
+    def _end_direct_io(self, fd: int) -> None:
+        if self._direct:
+            self._direct = not _set_direct_io(fd, False)
+            if self._direct:
+                raise OSError(errno.EINVAL, "cannot turn direct I/O off for an upload")
+
+    def _write_all(self, fd: int, data: memoryview) -> None:
+        while data:
+            try:
+                written = os.write(fd, data)
+            except OSError as error:
+                # The file system refuses direct I/O for this memory or length after all.
+                if error.errno != errno.EINVAL or not self._direct:
+                    raise
+                self._end_direct_io(fd)
+                continue
+            data = data[written:]
+
+    def write(self, batch: memoryview) -> None:
+        fd = self._open()
+        if self._direct and len(batch) % _DIRECT_IO_ALIGNMENT:
+            aligned = len(batch) - len(batch) % _DIRECT_IO_ALIGNMENT
+            self._write_all(fd, batch[:aligned])
+            self._end_direct_io(fd)
+            batch = batch[aligned:]
+        self._write_all(fd, batch)
+        if not self._direct:
+            _hand_to_disk(fd)
 
     def commit(self) -> None:
-        file = self._open()
-        file.flush()
-        os.fsync(file.fileno())
-        file.close()
+        fd = self._open()
+        os.fsync(fd)
+        self._fd = None
+        os.close(fd)
         assert self._temp is not None
         os.replace(self._temp, self._final)
         self._committed = True
         _fsync_directory(self._final.parent)
 
     def discard(self) -> None:
-        # Close last: after a failed write, closing flushes again and may fail again.
         if self._temp is not None:
             self._temp.unlink(missing_ok=True)
         if self._committed:
             self._final.unlink(missing_ok=True)
-        if self._file is not None:
-            self._file.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _file_size(path: Path) -> int | None:
@@ -317,7 +416,7 @@ class LocalBlobStore:
     async def put_stream(
         self,
         key: str,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | memoryview],
         *,
         max_bytes: int,
         observe: Observer | None = None,
@@ -377,8 +476,8 @@ class _S3Upload:
         self._short = b""
         self._committed = False
 
-    def write(self, batch: Sequence[bytes]) -> None:
-        body = b"".join(batch)
+    def write(self, batch: memoryview) -> None:
+        body = bytes(batch)
         if self._upload_id is None and len(body) < S3_PART_BYTES:
             self._short = body
             return
@@ -431,7 +530,7 @@ class S3BlobStore:
     async def put_stream(
         self,
         key: str,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | memoryview],
         *,
         max_bytes: int,
         observe: Observer | None = None,

@@ -12,17 +12,15 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 
 from aiplatform.api.errors import RequestError
+from aiplatform.api.multipart import PART_END, MultipartError, MultipartReader, PartStart
 from aiplatform.storage import BlobInfo, BlobStore, Observer
-
-if TYPE_CHECKING:  # the library declares its callback type for type checkers only
-    from python_multipart.multipart import MultipartCallbacks
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024
@@ -39,19 +37,44 @@ class Upload:
 
 
 @dataclass
-class _Parts:
+class _Form:
+    """The form as its parts arrive: the fields so far, and what is known of the file."""
+
     fields: dict[str, str] = field(default_factory=dict)
     filename: str = ""
     seen_file: bool = False
     head: bytearray = field(default_factory=bytearray)
-    pending: list[bytes] = field(default_factory=list)
-    current_name: str | None = None
-    current_is_file: bool = False
-    current_value: bytearray = field(default_factory=bytearray)
-    header_field: bytearray = field(default_factory=bytearray)
-    header_value: bytearray = field(default_factory=bytearray)
-    headers: dict[str, bytes] = field(default_factory=dict)
-    error: str | None = None
+    part: PartStart | None = None
+    value: bytearray = field(default_factory=bytearray)
+
+    def begin(self, part: PartStart) -> None:
+        self.part = part
+        self.value = bytearray()
+        if part.name == FILE_FIELD:
+            if self.seen_file:
+                raise RequestError("send one `file` part only")
+            self.seen_file = True
+            self.filename = display_filename(part.filename or "")
+
+    def field_data(self, data: bytes | memoryview) -> None:
+        self.value += data
+        if len(self.value) > MAX_FIELD_BYTES:
+            raise RequestError(f"form field `{self.part_name}` is over {MAX_FIELD_BYTES} bytes")
+
+    def end(self) -> None:
+        if self.part is not None and self.part.name != FILE_FIELD and self.part.name:
+            if len(self.fields) >= MAX_FIELDS:
+                raise RequestError(f"at most {MAX_FIELDS} form fields")
+            self.fields[self.part.name] = self.value.decode("utf-8", "replace")
+        self.part = None
+
+    @property
+    def in_file(self) -> bool:
+        return self.part is not None and self.part.name == FILE_FIELD
+
+    @property
+    def part_name(self) -> str:
+        return self.part.name if self.part is not None else ""
 
 
 def display_filename(raw: str) -> str:
@@ -60,68 +83,6 @@ def display_filename(raw: str) -> str:
     name = raw.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C")
     return name.strip()[:255] or "upload"
-
-
-def _callbacks(parts: _Parts) -> MultipartCallbacks:
-    def on_part_begin() -> None:
-        parts.headers = {}
-        parts.current_value = bytearray()
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        parts.header_field += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        parts.header_value += data[start:end]
-
-    def on_header_end() -> None:
-        parts.headers[parts.header_field.decode("latin-1").lower()] = bytes(parts.header_value)
-        parts.header_field = bytearray()
-        parts.header_value = bytearray()
-
-    def on_headers_finished() -> None:
-        _, options = parse_options_header(parts.headers.get("content-disposition", b""))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
-        parts.current_name = name
-        parts.current_is_file = name == FILE_FIELD
-        if parts.current_is_file:
-            if parts.seen_file:
-                parts.error = "send one `file` part only"
-            parts.seen_file = True
-            parts.filename = display_filename(
-                options.get(b"filename", b"").decode("utf-8", "replace")
-            )
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        piece = data[start:end]
-        if parts.current_is_file:
-            if len(parts.head) < HEAD_BYTES:
-                parts.head += piece[: HEAD_BYTES - len(parts.head)]
-            parts.pending.append(bytes(piece))
-        else:
-            parts.current_value += piece
-            if len(parts.current_value) > MAX_FIELD_BYTES:
-                parts.error = f"form field `{parts.current_name}` is over {MAX_FIELD_BYTES} bytes"
-
-    def on_part_end() -> None:
-        if not parts.current_is_file and parts.current_name:
-            if len(parts.fields) >= MAX_FIELDS:
-                parts.error = f"at most {MAX_FIELDS} form fields"
-            parts.fields[parts.current_name] = parts.current_value.decode("utf-8", "replace")
-        parts.current_name = None
-        parts.current_is_file = False
-
-    return cast(
-        "MultipartCallbacks",
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
 
 
 def _boundary(request: Request[Any, Any, State]) -> bytes:
@@ -144,23 +105,34 @@ async def receive_upload(
     """Streams the request's `file` part into `store` under `key`. Raises RequestError for a
     malformed request (and leaves nothing stored); the store raises BlobTooLargeError past
     `max_bytes`. `observe` sees the file's bytes on the store's threads (to count rows, say)."""
-    parts = _Parts()
-    parser = MultipartParser(_boundary(request), _callbacks(parts))
+    form = _Form()
+    reader = MultipartReader(_boundary(request))
 
-    async def file_chunks() -> AsyncIterator[bytes]:
+    async def file_chunks() -> AsyncIterator[bytes | memoryview]:
         # Pulled by the store, so the body is read no faster than the store takes it. An error
         # (a cut-off upload, a malformed body) goes through the store, which discards the blob.
+        # The file's data are views of the received chunks, copied once, by the store.
         async for chunk in request.stream():
-            parser.write(chunk)
-            if parts.error:
-                raise RequestError(parts.error)
-            pending, parts.pending = parts.pending, []
-            for piece in pending:
-                yield piece
-        parser.finalize()
+            try:
+                events = reader.feed(chunk)
+            except MultipartError as error:
+                raise RequestError(str(error)) from None
+            for event in events:
+                if isinstance(event, PartStart):
+                    form.begin(event)
+                elif event is PART_END:
+                    form.end()
+                elif form.in_file:
+                    if len(form.head) < HEAD_BYTES:
+                        form.head += event[: HEAD_BYTES - len(form.head)]
+                    yield event
+                else:
+                    form.field_data(event)
+        if not reader.finished:
+            raise RequestError("the body ends before the closing boundary of its parts")
 
     blob = await store.put_stream(key, file_chunks(), max_bytes=max_bytes, observe=observe)
-    if not parts.seen_file:
+    if not form.seen_file:
         await store.delete(key)
         raise RequestError("the upload has no `file` part", field=FILE_FIELD)
-    return Upload(fields=parts.fields, blob=blob, filename=parts.filename, head=bytes(parts.head))
+    return Upload(fields=form.fields, blob=blob, filename=form.filename, head=bytes(form.head))
