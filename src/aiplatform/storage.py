@@ -1,9 +1,9 @@
 """The blob store: dataset files and model artifacts, in a local directory or in S3.
 
-Uploads stream in constant memory: chunks are gathered into batches, and each batch is hashed and
-written (and shown to the caller's observer) on threads while the event loop gathers the next
-one. A blob appears whole or not at all: `put_stream` that raises (a client gone, a size limit, a
-cancellation) leaves nothing behind.
+Uploads stream in constant memory: chunks are copied into batch buffers, used in turn, and each
+batch is hashed and written (and shown to the caller's observer) on threads while the event loop
+gathers the next one. A blob appears whole or not at all: `put_stream` that raises (a client
+gone, a size limit, a cancellation) leaves nothing behind.
 Keys are made by the platform (`datasets/<uuid>/v1/<uuid>`); a user's file name is never one.
 """
 
@@ -218,9 +218,10 @@ async def _pump(
     """Streams chunks into sink and commits it; returns the size and the SHA-256 (hex).
 
     Two threads take the batches in order while the event loop gathers the next ones: one
-    hashes, the other writes and observes. Hashing is the one job that cannot be split, so it
-    gets a thread to itself; a thread per job made five busy threads on two cores, each waiting
-    for the others. Up to IN_FLIGHT_BATCHES batches are handed over at a time, so that one
+    hashes, the other writes and then observes (the disk does the writing: direct I/O leaves
+    the thread idle meanwhile). Hashing is the one job that cannot be split, so it gets a thread
+    to itself; a thread per job made five busy threads on two cores, each waiting for the
+    others. Up to IN_FLIGHT_BATCHES batches are handed over at a time, so that one
     thread held up for a moment does not stop the loop and the other thread."""
     hasher = hashlib.sha256()
     size = 0
