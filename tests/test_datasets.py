@@ -175,12 +175,20 @@ async def test_empty_and_binary_files_are_refused_and_not_kept(
     assert blob_files(settings) == before
 
 
+_NAMED = b'--XyZ\r\nContent-Disposition: form-data; name="name"\r\n\r\nchurn\r\n'
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        # The Content-Length is honoured, but the body stops before its closing boundary.
-        (b'--XyZ\r\nContent-Disposition: form-data; name="file"\r\n\r\na,b\n1,2\n', "ends before"),
-        (b"--XyZ\r\nno header here\r\n\r\na,b\n--XyZ--\r\n", "malformed header line"),
+        # The Content-Length is honoured, but the body stops before its closing boundary: the
+        # file was stored as if complete.
+        (
+            _NAMED + b'--XyZ\r\nContent-Disposition: form-data; name="file"\r\n\r\na,b\n1,2\n',
+            "ends before",
+        ),
+        # This answered 500, the parser's exception unhandled.
+        (_NAMED + b"--XyZ\r\nno header here\r\n\r\na,b\n--XyZ--\r\n", "malformed header line"),
     ],
 )
 async def test_a_malformed_multipart_body_is_refused_and_not_kept(
