@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, QueryParameter
 
-from aiplatform.api.envelope import Envelope, paginated
+from aiplatform.api.envelope import Envelope, Limit, Page, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import Principal, provide_principal
 from aiplatform.api.history import history_event
@@ -84,8 +84,8 @@ async def list_audit(
     resource_id: Annotated[str | None, QueryParameter(max_length=255)] = None,
     since: FromQuery[datetime | None] = None,
     until: FromQuery[datetime | None] = None,
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    page: Page = 1,
+    limit: Limit = 50,
     after: Annotated[
         int | None,
         QueryParameter(

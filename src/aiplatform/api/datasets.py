@@ -19,7 +19,7 @@ from litestar.response import Stream
 from aiplatform.aggregates import DATASETS
 from aiplatform.api.as_of import AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.context import command_context
-from aiplatform.api.envelope import Envelope, ok, paginated
+from aiplatform.api.envelope import After, Envelope, Limit, Page, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import (
     FORM,
@@ -204,9 +204,9 @@ async def list_datasets(
     request: Request[Any, Any, State],
     services: NamedDependency[Services],
     project_id: Annotated[uuid.UUID, QueryParameter(description="the project")],
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
-    after: Annotated[int | None, QueryParameter(ge=0)] = None,
+    page: Page = 1,
+    limit: Limit = 20,
+    after: After = None,
 ) -> Envelope[list[DatasetView]]:
     await services.read_after(request, services.datasets.read_model, after)
     items, total = await services.datasets.list(project_id, page=page, limit=limit)
@@ -432,8 +432,8 @@ async def delete_dataset(
 async def dataset_history(
     services: NamedDependency[Services],
     dataset_id: FromPath[uuid.UUID],
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    page: Page = 1,
+    limit: Limit = 50,
 ) -> Envelope[list[HistoryEvent]]:
     return await history_page(services.store, domain.stream_id(str(dataset_id)), page, limit)
 

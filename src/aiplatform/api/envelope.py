@@ -11,6 +11,13 @@ T = TypeVar("T")
 # The query parameters of a paginated list.
 Page = Annotated[int, QueryParameter(ge=1, description="page number, from 1")]
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="items per page, 1-100")]
+# Read-your-writes: a write's `meta.position`; the read waits until it includes that write.
+After = Annotated[
+    int | None,
+    QueryParameter(
+        ge=0, required=False, description="a write's event position: wait until it is readable"
+    ),
+]
 
 
 class PageMeta(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from aiplatform.aggregates import EXPERIMENTS
 from aiplatform.api.as_of import AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.context import command_context, if_match_version
-from aiplatform.api.envelope import Envelope, ok, paginated
+from aiplatform.api.envelope import After, Envelope, Limit, Page, ok, paginated
 from aiplatform.api.guards import ensure_active
 from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.responses import write_response
@@ -96,9 +96,9 @@ async def list_experiments(
     services: NamedDependency[Services],
     project_id: Annotated[uuid.UUID, QueryParameter(description="the project")],
     status: Annotated[str | None, QueryParameter(max_length=20)] = None,
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
-    after: Annotated[int | None, QueryParameter(ge=0)] = None,
+    page: Page = 1,
+    limit: Limit = 20,
+    after: After = None,
 ) -> Envelope[list[ExperimentView]]:
     await services.read_after(request, services.experiments.read_model, after)
     items, total = await services.experiments.list(
@@ -283,8 +283,8 @@ def _submission(experiment: Experiment) -> Submission:
 async def experiment_history(
     services: NamedDependency[Services],
     experiment_id: FromPath[uuid.UUID],
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    page: Page = 1,
+    limit: Limit = 50,
 ) -> Envelope[list[HistoryEvent]]:
     return await history_page(services.store, domain.stream_id(str(experiment_id)), page, limit)
 

@@ -22,7 +22,7 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.response import Stream
 
 from aiplatform.aggregates import JOBS, MODELS
-from aiplatform.api.envelope import Envelope, ok, paginated
+from aiplatform.api.envelope import Envelope, Limit, Page, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import Principal, check_project_permission, provide_principal
 from aiplatform.api.services import Services, provide_services
@@ -72,8 +72,8 @@ _TASKS = {"char-lm": "text-generation"}
 async def list_servable(
     services: NamedDependency[Services],
     project_id: Annotated[uuid.UUID, QueryParameter(description="the project")],
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    page: Page = 1,
+    limit: Limit = 20,
 ) -> Envelope[list[ServableModel]]:
     items, total = await services.models.list(
         project_id, name=None, stage=None, page=page, limit=limit, servable=True

@@ -15,7 +15,7 @@ from litestar.params import FromPath, QueryParameter
 
 from aiplatform.aggregates import PROJECTS
 from aiplatform.api.as_of import AsOfParameter, as_of_meta, parse_as_of, past_events
-from aiplatform.api.envelope import Envelope, Limit, Page, ok, paginated
+from aiplatform.api.envelope import After, Envelope, Limit, Page, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import Principal, check_project_permission, provide_principal
 from aiplatform.api.history import HistoryEvent, history_page
@@ -30,12 +30,6 @@ from aiplatform.queries.jobs import JobFilters, JobStatusView, JobView, LogLineV
 T = TypeVar("T")
 
 JobStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
-After = Annotated[
-    int | None,
-    QueryParameter(
-        ge=0, required=False, description="a write's event position: wait until it is readable"
-    ),
-]
 # A log is read in longer pages than other lists: a screenful of a training log is hundreds of
 # lines.
 MAX_LOG_PAGE = 1000
@@ -229,7 +223,7 @@ async def job_history(
     services: NamedDependency[Services],
     job_id: FromPath[uuid.UUID],
     page: Page = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    limit: Limit = 50,
 ) -> Envelope[list[HistoryEvent]]:
     return await history_page(services.store, domain.stream_id(str(job_id)), page, limit)
 

@@ -19,7 +19,7 @@ from litestar.response import Stream
 from aiplatform.aggregates import MODELS
 from aiplatform.api.as_of import AsOf, AsOfParameter, NotYetError, parse_as_of, past_events
 from aiplatform.api.context import command_context, if_match_version
-from aiplatform.api.envelope import Envelope, ok, paginated
+from aiplatform.api.envelope import After, Envelope, Limit, Page, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import FORM, Principal, provide_principal, require_active_project
 from aiplatform.api.history import HistoryEvent, history_page
@@ -143,9 +143,9 @@ async def list_models(
     project_id: Annotated[uuid.UUID, QueryParameter(description="the project")],
     name: Annotated[str | None, QueryParameter(max_length=100)] = None,
     stage: Annotated[str | None, QueryParameter(max_length=20)] = None,
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
-    after: Annotated[int | None, QueryParameter(ge=0)] = None,
+    page: Page = 1,
+    limit: Limit = 20,
+    after: After = None,
 ) -> Envelope[list[ModelView]]:
     await services.read_after(request, services.models.read_model, after)
     items, total = await services.models.list(
@@ -323,8 +323,8 @@ async def download_model(
 async def model_history(
     services: NamedDependency[Services],
     model_id: FromPath[uuid.UUID],
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    page: Page = 1,
+    limit: Limit = 50,
 ) -> Envelope[list[HistoryEvent]]:
     found = await services.models.line(model_id)
     if found is None:

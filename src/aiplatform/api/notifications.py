@@ -18,20 +18,13 @@ from litestar.params import FromPath, QueryParameter
 
 from aiplatform.aggregates import INBOX
 from aiplatform.api.context import command_context
-from aiplatform.api.envelope import Envelope, Limit, Page, paginated
+from aiplatform.api.envelope import After, Envelope, Limit, Page, paginated
 from aiplatform.api.guards import Principal, provide_principal
 from aiplatform.api.responses import write_response
 from aiplatform.api.services import Services, provide_services
 from aiplatform.auth.permissions import AUTHENTICATED
 from aiplatform.domain import inbox as domain
 from aiplatform.queries.notifications import NotificationView
-
-After = Annotated[
-    int | None,
-    QueryParameter(
-        ge=0, required=False, description="a write's event position: wait until it is readable"
-    ),
-]
 
 
 class AllNotificationsReadView(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,7 +14,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from aiplatform.aggregates import PROJECTS
 from aiplatform.api.as_of import AsOf, AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.context import command_context, if_match_version
-from aiplatform.api.envelope import Envelope, Limit, Page, ok, paginated
+from aiplatform.api.envelope import After, Envelope, Limit, Page, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import READ_MODEL, Principal, provide_principal
 from aiplatform.api.history import HistoryEvent, history_page
@@ -37,12 +37,6 @@ Description = Annotated[str, msgspec.Meta(max_length=10_000)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
 Tags = Annotated[list[Tag], msgspec.Meta(max_length=50)]
 Config = dict[str, Any]
-After = Annotated[
-    int | None,
-    QueryParameter(
-        ge=0, required=False, description="a write's event position: wait until it is readable"
-    ),
-]
 
 
 class ProjectCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

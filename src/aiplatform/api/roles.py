@@ -8,12 +8,12 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
 from aiplatform.aggregates import ROLES
 from aiplatform.api.as_of import AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.context import command_context
-from aiplatform.api.envelope import Envelope, ok
+from aiplatform.api.envelope import Envelope, Limit, Page, ok
 from aiplatform.api.errors import RequestError
 from aiplatform.api.history import HistoryEvent, history_page
 from aiplatform.api.services import Services, provide_services
@@ -116,8 +116,8 @@ async def get_role(
 async def role_history(
     services: NamedDependency[Services],
     name: FromPath[str],
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    page: Page = 1,
+    limit: Limit = 50,
 ) -> Envelope[list[HistoryEvent]]:
     return await history_page(
         services.store,

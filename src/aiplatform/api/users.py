@@ -18,7 +18,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from aiplatform.aggregates import USERS
 from aiplatform.api.as_of import AsOf, AsOfParameter, as_of_meta, parse_as_of, past_events
 from aiplatform.api.context import command_context, if_match_version
-from aiplatform.api.envelope import Envelope, ok, paginated
+from aiplatform.api.envelope import After, Envelope, Limit, Page, ok, paginated
 from aiplatform.api.errors import RequestError
 from aiplatform.api.guards import Principal, provide_principal
 from aiplatform.api.history import HistoryEvent, history_page
@@ -118,9 +118,9 @@ async def list_users(
     request: Request[Any, Any, State],
     services: NamedDependency[Services],
     q: Annotated[str | None, QueryParameter(max_length=255)] = None,
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
-    after: Annotated[int | None, QueryParameter(ge=0)] = None,
+    page: Page = 1,
+    limit: Limit = 20,
+    after: After = None,
 ) -> Envelope[list[UserView]]:
     await services.read_after(request, services.users.read_model, after)
     users, total = await services.users.list(q=q, page=page, limit=limit)
@@ -157,8 +157,8 @@ async def user_directory(
     services: NamedDependency[Services],
     q: Annotated[str | None, QueryParameter(max_length=255)] = None,
     ids: Annotated[str | None, QueryParameter(max_length=100 * 37)] = None,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
-    after: Annotated[int | None, QueryParameter(ge=0)] = None,
+    limit: Limit = 20,
+    after: After = None,
 ) -> Envelope[list[DirectoryEntry]]:
     await services.read_after(request, services.users.read_model, after)
     wanted: list[uuid.UUID] | None = None
@@ -332,8 +332,8 @@ async def update_user(
 async def user_history(
     services: NamedDependency[Services],
     user_id: FromPath[uuid.UUID],
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
-    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    page: Page = 1,
+    limit: Limit = 50,
 ) -> Envelope[list[HistoryEvent]]:
     return await history_page(
         services.store,

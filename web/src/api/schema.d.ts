@@ -2130,7 +2130,9 @@ export interface operations {
                 resource_id?: string | null;
                 since?: string | null;
                 until?: string | null;
+                /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
                 /** @description a write's position: wait until who-owns-what includes it */
                 after?: number | null;
@@ -2271,8 +2273,11 @@ export interface operations {
             query: {
                 /** @description the project */
                 project_id: string;
+                /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
+                /** @description a write's event position: wait until it is readable */
                 after?: number | null;
             };
             header?: never;
@@ -2407,7 +2412,9 @@ export interface operations {
     GetDatasetHistory: {
         parameters: {
             query?: {
+                /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
             };
             header?: never;
@@ -2600,8 +2607,11 @@ export interface operations {
                 /** @description the project */
                 project_id: string;
                 status?: string | null;
+                /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
+                /** @description a write's event position: wait until it is readable */
                 after?: number | null;
             };
             header?: never;
@@ -2759,7 +2769,9 @@ export interface operations {
     GetExperimentHistory: {
         parameters: {
             query?: {
+                /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
             };
             header?: never;
@@ -2921,7 +2933,9 @@ export interface operations {
             query: {
                 /** @description the project */
                 project_id: string;
+                /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
             };
             header?: never;
@@ -3003,8 +3017,11 @@ export interface operations {
                 project_id: string;
                 name?: string | null;
                 stage?: string | null;
+                /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
+                /** @description a write's event position: wait until it is readable */
                 after?: number | null;
             };
             header?: never;
@@ -3180,7 +3197,9 @@ export interface operations {
     GetModelHistory: {
         parameters: {
             query?: {
+                /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
             };
             header?: never;
@@ -3801,7 +3820,9 @@ export interface operations {
     GetRoleHistory: {
         parameters: {
             query?: {
+                /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
             };
             header?: never;
@@ -4012,6 +4033,7 @@ export interface operations {
             query?: {
                 /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
             };
             header?: never;
@@ -4216,8 +4238,11 @@ export interface operations {
         parameters: {
             query?: {
                 q?: string | null;
+                /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
+                /** @description a write's event position: wait until it is readable */
                 after?: number | null;
             };
             header?: never;
@@ -4296,7 +4321,9 @@ export interface operations {
             query?: {
                 q?: string | null;
                 ids?: string | null;
+                /** @description items per page, 1-100 */
                 limit?: number;
+                /** @description a write's event position: wait until it is readable */
                 after?: number | null;
             };
             header?: never;
@@ -4415,7 +4442,9 @@ export interface operations {
     GetUserHistory: {
         parameters: {
             query?: {
+                /** @description page number, from 1 */
                 page?: number;
+                /** @description items per page, 1-100 */
                 limit?: number;
             };
             header?: never;
