@@ -205,10 +205,8 @@ def run_create_admin(settings: Settings, username: str, password: str, email: st
 def run_api(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
-    from aiplatform.allocator import keep_freed_memory_for_reuse
     from aiplatform.api.app import create_app
 
-    keep_freed_memory_for_reuse()
     uvicorn.run(
         create_app(settings, freeze_after_start=True),
         host=host or settings.host,

@@ -35,7 +35,6 @@ class PartStart:
 
     name: str
     filename: str | None
-    content_type: str
 
 
 class _PartEnd(Enum):
@@ -190,5 +189,4 @@ def _part_start(block: bytes) -> PartStart:
     return PartStart(
         name=options[b"name"].decode("utf-8", "replace"),
         filename=None if filename is None else filename.decode("utf-8", "replace"),
-        content_type=headers.get("content-type", b"text/plain").decode("latin-1"),
     )
